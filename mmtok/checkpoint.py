@@ -1,0 +1,180 @@
+"""Checkpoints: ``save_pretrained`` / ``load_tokenizer`` (safetensors + config.json) and atomic writes.
+
+Every write goes to a temporary file in the destination folder, is fsync'ed, then renamed
+over the target, so a crash at any point leaves either the old or the new file, never a
+torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+if TYPE_CHECKING:
+    from mmtok.tokenizer import Tokenizer
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write_fn: Callable[[Path], None]) -> Path:
+    """Call ``write_fn(tmp_path)`` then fsync and rename ``tmp_path`` to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        write_fn(tmp_path)
+        with open(tmp_path, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+        _fsync_dir(path.parent)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    return atomic_write(path, lambda p: p.write_bytes(data))
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``save_directory``.
+
+    The directory is assembled under a temporary name and swapped in, so an existing
+    checkpoint at the same path stays loadable until the new one is complete.
+    """
+    import mmtok
+    from mmtok.config import config_hash, to_dict
+    from safetensors.torch import save_model
+
+    target = Path(save_directory)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        save_model(model, str(staging / WEIGHTS_NAME))
+        cfg = to_dict(model.config)
+        meta = {
+            "mmtok_version": mmtok.__version__,
+            "family": type(model).__name__,
+            "variant": getattr(model, "variant_name", None),
+            "modality": model.modality,
+            "config_hash": config_hash(cfg),
+            "config": cfg,
+        }
+        (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        for f in staging.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(staging)
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{os.getpid()}")
+            os.replace(target, old)
+        os.replace(staging, target)
+        _fsync_dir(target.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _resolve(path_or_id: str | Path) -> Path:
+    p = Path(path_or_id)
+    if p.is_dir():
+        return p
+    if p.exists():
+        raise NotADirectoryError(f"{p} is a file; a checkpoint is a directory holding {WEIGHTS_NAME} and {CONFIG_NAME}")
+    s = str(path_or_id)
+    looks_local = s.startswith((".", "/", "~")) or s.count("/") != 1 or os.sep + os.sep in s
+    if looks_local:
+        raise FileNotFoundError(f"checkpoint directory not found: {p}")
+    try:  # a hub id such as "org/name": use the local hub cache, download only when allowed
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id=s, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME]))
+    except Exception as e:  # offline / not cached / no such repo
+        raise FileNotFoundError(
+            f"{s!r} is neither a local checkpoint directory nor a hub id available offline ({type(e).__name__}: {e}). "
+            f"Place {WEIGHTS_NAME} and {CONFIG_NAME} in a directory and pass its path."
+        ) from e
+
+
+def read_checkpoint_config(path_or_id: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of a checkpoint (family, variant, modality, config, version)."""
+    d = _resolve(path_or_id)
+    cfg_path = d / CONFIG_NAME
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{d} has no {CONFIG_NAME}; is it an mmtok checkpoint?")
+    try:
+        meta = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path} is not valid JSON: {e}") from e
+    for key in ("family", "config"):
+        if key not in meta:
+            raise ValueError(f"{cfg_path} lacks the '{key}' entry; not an mmtok checkpoint")
+    return meta
+
+
+def load_tokenizer(
+    path_or_id: str | Path,
+    device: str | torch.device = "cpu",
+    modality: str | None = None,
+    strict: bool = True,
+) -> "Tokenizer":
+    """Rebuild a tokenizer from a ``save_pretrained`` directory (or hub id) in eval mode.
+
+    ``modality`` ("image", "video", "audio"), when given, is checked against the checkpoint.
+    """
+    from mmtok.config import from_dict
+    from mmtok.registry import get_family
+    from safetensors.torch import load_model
+
+    d = _resolve(path_or_id)
+    meta = read_checkpoint_config(d)
+    if modality is not None and meta.get("modality") != modality:
+        raise ValueError(
+            f"{path_or_id} is a {meta.get('modality')} tokenizer ({meta['family']}), but a {modality} tokenizer is required"
+        )
+    cls = get_family(meta["family"])
+    model = cls(from_dict(cls.config_class, meta["config"]))
+    model.variant_name = meta.get("variant")
+    weights = d / WEIGHTS_NAME
+    if not weights.is_file():
+        raise FileNotFoundError(f"{d} has no {WEIGHTS_NAME}")
+    missing, unexpected = load_model(model, str(weights), strict=False)
+    if strict and (missing or unexpected):
+        raise RuntimeError(f"weights in {weights} do not match {meta['family']}: missing={missing} unexpected={unexpected}")
+    return model.to(device).eval()

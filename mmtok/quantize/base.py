@@ -1,0 +1,180 @@
+"""The quantizer protocol shared by every method, its output dataclass and codebook metrics."""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+
+@dataclass
+class QuantizerOutput:
+    """quantized: (B, N, D) with straight-through gradient, in the input dtype.
+    codes:     (B, N) or (B, N, Q) int64 ids in [0, codebook_size) (-1 marks a residual level
+               dropped by quantizer dropout in training).
+    loss:      0-dim fp32 tensor, already weighted (commitment / codebook / entropy terms).
+    metrics:   detached 0-dim tensors: usage, perplexity, dead_codes.
+    """
+
+    quantized: Tensor
+    codes: Tensor
+    loss: Tensor
+    metrics: dict[str, Tensor] = field(default_factory=dict)
+
+
+def check_tokens(z: Tensor, dim: int, name: str = "z") -> None:
+    """Validate a channel-last (B, N, D) float input; raise a clear error otherwise."""
+    if not isinstance(z, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if z.ndim != 3:
+        raise ValueError(
+            f"{name} must be channel-last (B, N, D), got shape {tuple(z.shape)}; "
+            "use mmtok.quantize.to_channel_last() for (B, D, ...) feature maps"
+        )
+    if z.shape[-1] != dim:
+        raise ValueError(f"{name} has feature dim {z.shape[-1]}, but the quantizer was built with dim={dim}")
+    if not torch.is_floating_point(z):
+        raise TypeError(f"{name} must be a floating tensor, got {z.dtype}")
+    finite = torch.isfinite(z).all()
+    if z.is_cuda:
+        # No host sync on the hot path: the device raises asynchronously.
+        torch._assert_async(finite, f"{name} contains NaN or inf")
+    elif not bool(finite):
+        raise ValueError(f"{name} contains NaN or inf")
+
+
+@contextmanager
+def full_precision(device_type: str):
+    """Disable autocast so quantization math runs in fp32."""
+    if torch.is_autocast_enabled(device_type):
+        with torch.autocast(device_type=device_type, enabled=False):
+            yield
+    else:
+        yield
+
+
+@contextmanager
+def eval_mode(module: nn.Module):
+    was = module.training
+    module.train(False)
+    try:
+        yield
+    finally:
+        module.train(was)
+
+
+class Quantizer(nn.Module):
+    """Protocol: ``forward(z) -> QuantizerOutput``, ``encode``, ``decode``, sizes and metrics.
+
+    Subclasses implement ``_quantize(z) -> (quantized, codes, loss)`` and ``_decode(codes)``
+    on fp32 channel-last tensors; this class adds input checks, fp32 under autocast,
+    dtype restoration and codebook metrics (histograms all-reduced under torch.distributed).
+    """
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, dim: int, dead_window: int = 100) -> None:
+        super().__init__()
+        if dim <= 0:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim = dim
+        self.dead_window = dead_window
+        self._tracker_ready = False
+
+    # --- to implement ----------------------------------------------------------------
+    def _quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _decode(self, codes: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def codebook_size(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    @property
+    def num_codebooks(self) -> int:
+        """Number of code ids per token (residual levels in use)."""
+        return 1
+
+    @property
+    def bits_per_token(self) -> float:
+        return self.num_codebooks * math.log2(self.codebook_size)
+
+    # --- protocol ----------------------------------------------------------------------
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        check_tokens(z, self.dim)
+        with full_precision(z.device.type):
+            q, codes, loss = self._quantize(z.float())
+        metrics = self.code_metrics(codes)
+        return QuantizerOutput(quantized=q.to(z.dtype), codes=codes, loss=loss.float().reshape(()), metrics=metrics)
+
+    @torch.no_grad()
+    def encode(self, z: Tensor) -> Tensor:
+        """Token ids for ``z`` (B, N, D); side-effect free (runs in eval mode)."""
+        check_tokens(z, self.dim)
+        with eval_mode(self), full_precision(z.device.type):
+            return self._quantize(z.float())[1]
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """(B, N) or (B, N, Q) ids -> (B, N, D) fp32 quantized vectors."""
+        self.check_codes(codes)
+        with full_precision(codes.device.type):
+            return self._decode(codes.long())
+
+    def check_codes(self, codes: Tensor) -> None:
+        if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex():
+            raise TypeError("codes must be an integer tensor")
+        expected = 2 if self.num_codebooks == 1 and not self.is_residual else 3
+        if codes.ndim != expected:
+            raise ValueError(f"codes must have {expected} dims for {type(self).__name__}, got shape {tuple(codes.shape)}")
+        if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
+            raise ValueError(f"codes must lie in [0, {self.codebook_size}), got [{int(codes.min())}, {int(codes.max())}]")
+
+    is_residual: ClassVar[bool] = False
+
+    # --- metrics -----------------------------------------------------------------------
+    @torch.no_grad()
+    def code_metrics(self, codes: Tensor) -> dict[str, Tensor]:
+        """usage (fraction of codes used in the batch), perplexity, dead_codes.
+
+        Residual codes are counted per level and averaged. ``dead_codes`` counts codes not
+        used during the last ``dead_window`` training steps (in eval: not used in the batch).
+        """
+        K = self.codebook_size
+        flat = codes.reshape(-1, codes.shape[-1]) if codes.ndim == 3 else codes.reshape(-1, 1)
+        levels = flat.shape[1]
+        valid = flat >= 0
+        offset = torch.arange(levels, device=flat.device) * K
+        ids = (flat + offset)[valid]
+        hist = torch.bincount(ids, minlength=levels * K).reshape(levels, K).float()
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(hist)
+        total = hist.sum(-1, keepdim=True).clamp_min(1)
+        p = hist / total
+        entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+        used = hist > 0
+        usage = used.float().mean(-1)
+        if self.training:
+            dead = self._track_dead(used)
+        else:
+            dead = (~used).sum(-1).float()
+        return {
+            "usage": usage.mean(),
+            "perplexity": entropy.exp().mean(),
+            "dead_codes": dead.mean(),
+        }
+
+    def _track_dead(self, used: Tensor) -> Tensor:
+        if not self._tracker_ready or self._last_used.shape != used.shape or self._last_used.device != used.device:
+            self._last_used = torch.zeros(used.shape, dtype=torch.long, device=used.device)
+            self._step = torch.zeros((), dtype=torch.long, device=used.device)
+            self._tracker_ready = True
+        self._step += 1
+        self._last_used = torch.where(used, self._step, self._last_used)
+        return ((self._step - self._last_used) >= self.dead_window).sum(-1).float()

@@ -1,0 +1,171 @@
+"""Residual quantizers: RVQ (VQ per level) and ResidualFSQ, with quantizer dropout and an
+explicit number of levels at inference.
+
+Greedy residual quantization fixes level i before level i+1 is computed, so the first n
+levels of an N-level encoding are exactly the n-level encoding: running fewer levels is
+slicing the codes and summing fewer codewords. ``n_levels`` (attribute or argument) is
+always honoured, in training and in eval; unlike DAC's ``n_quantizers`` it is never
+silently ignored.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from vector_quantize_pytorch import ResidualFSQ as _ResidualFSQ
+from vector_quantize_pytorch import ResidualVQ as _ResidualVQ
+
+from mmtok.quantize.base import Quantizer, check_tokens, eval_mode, full_precision
+
+
+class _Residual(Quantizer):
+    is_residual = True
+    num_levels: int
+
+    def _init_levels(self, num_levels: int, n_levels: int | None) -> None:
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
+        self.num_levels = num_levels
+        self.n_levels = n_levels  # validated by the setter
+
+    @property
+    def n_levels(self) -> int:
+        """Residual levels used by forward/encode (default: all)."""
+        return self._n_levels
+
+    @n_levels.setter
+    def n_levels(self, value: int | None) -> None:
+        value = self.num_levels if value is None else int(value)
+        if not 1 <= value <= self.num_levels:
+            raise ValueError(f"n_levels must be in [1, {self.num_levels}], got {value}")
+        self._n_levels = value
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.n_levels
+
+    def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _quantize(self, z: Tensor, n_levels: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        n = self.n_levels if n_levels is None else n_levels
+        q, codes, loss = self._raw(z)
+        codes = codes.long()
+        if n < self.num_levels:
+            codes = codes[..., :n]
+            # Quantized output of the first n levels, keeping the straight-through gradient.
+            q_n = self._decode(codes)
+            q = z + (q_n - z).detach()
+        return q, codes, loss
+
+    def _decode(self, codes: Tensor) -> Tensor:
+        pad = self.num_levels - codes.shape[-1]
+        if pad > 0:  # missing levels contribute nothing (-1 = masked in the wrapped class)
+            codes = F.pad(codes, (0, pad), value=-1)
+        return self.inner.get_output_from_indices(codes)
+
+    @torch.no_grad()
+    def encode(self, z: Tensor, n_levels: int | None = None) -> Tensor:
+        """(B, N, D) -> (B, N, n_levels) ids; ``n_levels`` overrides the attribute for this call."""
+        check_tokens(z, self.dim)
+        if n_levels is not None and not 1 <= n_levels <= self.num_levels:
+            raise ValueError(f"n_levels must be in [1, {self.num_levels}], got {n_levels}")
+        with eval_mode(self), full_precision(z.device.type):
+            return self._quantize(z.float(), n_levels)[1]
+
+    def check_codes(self, codes: Tensor) -> None:
+        super().check_codes(codes)
+        if not 1 <= codes.shape[-1] <= self.num_levels:
+            raise ValueError(f"codes have {codes.shape[-1]} levels; this quantizer has {self.num_levels}")
+
+
+class RVQ(_Residual):
+    """Residual VQ (SoundStream / EnCodec / DAC). Quantizer dropout: in training, a random
+    number of levels in [dropout_min_levels, num_levels] is used per step (DAC uses p=0.5)."""
+
+    kind = "rvq"
+
+    def __init__(
+        self,
+        dim: int,
+        num_levels: int = 8,
+        codebook_size: int = 1024,
+        codebook_dim: int | None = 8,
+        use_cosine_sim: bool = True,
+        ema_update: bool = True,
+        decay: float = 0.99,
+        kmeans_init: bool = False,
+        threshold_ema_dead_code: float = 0.0,
+        commitment_weight: float = 0.25,
+        quantizer_dropout: bool = True,
+        dropout_min_levels: int = 1,
+        rotation_trick: bool = False,
+        n_levels: int | None = None,
+        dead_window: int = 100,
+    ) -> None:
+        super().__init__(dim, dead_window)
+        self._init_levels(num_levels, n_levels)
+        self._codebook_size = codebook_size
+        self.inner = _ResidualVQ(
+            dim=dim,
+            num_quantizers=num_levels,
+            codebook_size=codebook_size,
+            codebook_dim=codebook_dim,
+            use_cosine_sim=use_cosine_sim,
+            ema_update=ema_update,
+            learnable_codebook=not ema_update,
+            decay=decay,
+            kmeans_init=kmeans_init,
+            threshold_ema_dead_code=threshold_ema_dead_code,
+            commitment_weight=commitment_weight,
+            quantize_dropout=quantizer_dropout and num_levels > 1,
+            quantize_dropout_cutoff_index=max(0, dropout_min_levels - 1),
+            rotation_trick=rotation_trick,
+        )
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, codes, losses = self.inner(z)
+        return q, codes, losses.sum()
+
+
+class ResidualFSQ(_Residual):
+    """Residual FSQ: each level quantizes the residual with FSQ ``levels`` (scaled per level)."""
+
+    kind = "rfsq"
+
+    def __init__(
+        self,
+        dim: int,
+        levels: list[int] | tuple[int, ...] = (8, 5, 5, 5),
+        num_levels: int = 4,
+        quantizer_dropout: bool = True,
+        dropout_min_levels: int = 1,
+        n_levels: int | None = None,
+        dead_window: int = 100,
+    ) -> None:
+        super().__init__(dim, dead_window)
+        self._init_levels(num_levels, n_levels)
+        self.levels = [int(v) for v in levels]
+        self._codebook_size = math.prod(self.levels)
+        self.inner = _ResidualFSQ(
+            dim=dim,
+            levels=self.levels,
+            num_quantizers=num_levels,
+            quantize_dropout=quantizer_dropout and num_levels > 1,
+            quantize_dropout_cutoff_index=max(0, dropout_min_levels - 1),
+        )
+
+    @property
+    def codebook_size(self) -> int:
+        return self._codebook_size
+
+    def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        q, codes = self.inner(z)
+        return q, codes, z.new_zeros(())
