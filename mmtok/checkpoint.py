@@ -178,3 +178,143 @@ def load_tokenizer(
     if strict and (missing or unexpected):
         raise RuntimeError(f"weights in {weights} do not match {meta['family']}: missing={missing} unexpected={unexpected}")
     return model.to(device).eval()
+
+
+# --- training state (resume) --------------------------------------------------------------
+#
+# A run's checkpoints live in ``<run_dir>/checkpoints/step_XXXXXXXX/``: module weights as
+# ``<name>.safetensors`` (no pickle), optimiser / scaler / RNG / data position as
+# ``<name>.pt`` (plain tensors and containers, loaded with ``weights_only=True``) and
+# ``state.json`` (step + metadata). A step directory is assembled under a hidden temporary
+# name and renamed into place only when complete, so a crash mid-write leaves the previous
+# checkpoints untouched and never a half-written one under a ``step_*`` name.
+
+STATE_NAME = "state.json"
+_STEP_PREFIX = "step_"
+
+
+def _step_dir_name(step: int) -> str:
+    return f"{_STEP_PREFIX}{int(step):08d}"
+
+
+def _save_object(obj: Any, path: Path) -> None:
+    torch.save(obj, path)
+
+
+def list_training_states(root: str | Path) -> list[Path]:
+    """Complete checkpoint directories under ``root`` (``step_*`` holding ``state.json``), oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    found = []
+    for d in root.iterdir():
+        if d.is_dir() and d.name.startswith(_STEP_PREFIX) and (d / STATE_NAME).is_file():
+            try:
+                found.append((int(d.name[len(_STEP_PREFIX):]), d))
+            except ValueError:
+                continue
+    return [d for _, d in sorted(found)]
+
+
+def latest_training_state(root: str | Path) -> Path | None:
+    """The newest complete checkpoint directory under ``root``, or None."""
+    states = list_training_states(root)
+    return states[-1] if states else None
+
+
+def save_training_state(
+    root: str | Path,
+    step: int,
+    modules: dict[str, Any],
+    objects: dict[str, Any] | None = None,
+    meta: dict[str, Any] | None = None,
+    keep_last: int | None = None,
+) -> Path:
+    """Write ``root/step_XXXXXXXX`` atomically and keep only the newest ``keep_last``.
+
+    modules: name -> ``nn.Module`` (saved with safetensors' ``save_model``, shared weights
+             handled) or a ``{key: Tensor}`` state dict.
+    objects: name -> picklable-free state (optimiser / scaler state dicts, RNG, positions).
+    meta:    JSON-serialisable extras stored in ``state.json`` with the step.
+    """
+    from safetensors.torch import save_file, save_model
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / _step_dir_name(step)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
+    try:
+        for name, m in modules.items():
+            path = staging / f"{name}.safetensors"
+            if isinstance(m, torch.nn.Module):
+                save_model(m, str(path))
+            else:
+                save_file({k: v.detach().contiguous().cpu() for k, v in m.items()}, str(path))
+        for name, obj in (objects or {}).items():
+            _save_object(obj, staging / f"{name}.pt")
+        state = {"step": int(step), "modules": sorted(modules), "objects": sorted(objects or {}), **(meta or {})}
+        (staging / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
+        for f in staging.iterdir():
+            with open(f, "rb+") as fh:
+                os.fsync(fh.fileno())
+        _fsync_dir(staging)
+        old = None
+        if target.exists():
+            old = root / f".{target.name}.old-{os.getpid()}"
+            os.replace(target, old)
+        os.replace(staging, target)
+        _fsync_dir(root)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # leftovers of interrupted writes and checkpoints beyond keep_last
+    for d in root.iterdir():
+        if d.name.startswith(f".{_STEP_PREFIX}") and d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+    if keep_last is not None and keep_last > 0:
+        for d in list_training_states(root)[:-keep_last]:
+            shutil.rmtree(d, ignore_errors=True)
+    return target
+
+
+def load_training_state(
+    step_dir: str | Path,
+    modules: dict[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Load a ``save_training_state`` directory.
+
+    Weights are loaded in place into ``modules`` (name -> ``nn.Module``; strict: a missing
+    or unexpected key is an error). Returns ``{"meta": state.json, "objects": {name: obj},
+    "tensors": {name: state dict}}`` where ``tensors`` holds saved weights not in ``modules``.
+    """
+    from safetensors.torch import load_file, load_model
+
+    d = Path(step_dir)
+    if not (d / STATE_NAME).is_file():
+        raise FileNotFoundError(f"{d} is not a complete training checkpoint (no {STATE_NAME})")
+    meta = json.loads((d / STATE_NAME).read_text())
+    modules = modules or {}
+    tensors: dict[str, dict[str, torch.Tensor]] = {}
+    for name in meta.get("modules", []):
+        path = d / f"{name}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {d} lacks {path.name}")
+        if name in modules:
+            missing, unexpected = load_model(modules[name], str(path), strict=False, device=str(map_location))
+            if missing or unexpected:
+                raise RuntimeError(f"{path} does not match the '{name}' module: missing={missing} unexpected={unexpected}")
+        else:
+            tensors[name] = load_file(str(path), device=str(map_location))
+    not_saved = sorted(set(modules) - set(meta.get("modules", [])))
+    if not_saved:
+        raise KeyError(f"checkpoint {d} holds no weights for {not_saved} (it has {meta.get('modules')})")
+    objects = {}
+    for name in meta.get("objects", []):
+        path = d / f"{name}.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {d} lacks {path.name}")
+        objects[name] = torch.load(path, map_location=map_location, weights_only=True)
+    return {"meta": meta, "objects": objects, "tensors": tensors}

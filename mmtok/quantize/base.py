@@ -40,11 +40,13 @@ def check_tokens(z: Tensor, dim: int, name: str = "z") -> None:
         raise ValueError(f"{name} has feature dim {z.shape[-1]}, but the quantizer was built with dim={dim}")
     if not torch.is_floating_point(z):
         raise TypeError(f"{name} must be a floating tensor, got {z.dtype}")
-    finite = torch.isfinite(z).all()
+    # A sum is finite iff no element is NaN/inf (barring overflow of huge finite values, which
+    # the exact check below then rules out); one reduction is much cheaper than isfinite().all().
+    total = z.detach().sum()
     if z.is_cuda:
         # No host sync on the hot path: the device raises asynchronously.
-        torch._assert_async(finite, f"{name} contains NaN or inf")
-    elif not bool(finite):
+        torch._assert_async(torch.isfinite(total), f"{name} contains NaN or inf")
+    elif not bool(torch.isfinite(total)) and not bool(torch.isfinite(z).all()):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -147,17 +149,19 @@ class Quantizer(nn.Module):
         used during the last ``dead_window`` training steps (in eval: not used in the batch).
         """
         K = self.codebook_size
-        flat = codes.reshape(-1, codes.shape[-1]) if codes.ndim == 3 else codes.reshape(-1, 1)
-        levels = flat.shape[1]
-        valid = flat >= 0
-        offset = torch.arange(levels, device=flat.device) * K
-        ids = (flat + offset)[valid]
-        hist = torch.bincount(ids, minlength=levels * K).reshape(levels, K).float()
+        if codes.ndim == 3:  # residual: one histogram per level, -1 (dropped level) to a spare bin
+            flat = codes.reshape(-1, codes.shape[-1])
+            levels = flat.shape[1]
+            ids = torch.where(flat >= 0, flat + torch.arange(levels, device=flat.device) * K, levels * K)
+            hist = torch.bincount(ids.reshape(-1), minlength=levels * K + 1)[:-1].reshape(levels, K)
+        else:
+            levels = 1
+            hist = torch.bincount(codes.reshape(-1), minlength=K).reshape(1, K)
+        hist = hist.float()
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.all_reduce(hist)
-        total = hist.sum(-1, keepdim=True).clamp_min(1)
-        p = hist / total
-        entropy = -(p * torch.log(p.clamp_min(1e-12))).sum(-1)
+        p = hist / hist.sum(-1, keepdim=True).clamp_min(1)
+        entropy = torch.special.entr(p).sum(-1)
         used = hist > 0
         usage = used.float().mean(-1)
         if self.training:

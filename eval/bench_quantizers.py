@@ -1,0 +1,102 @@
+"""Forward+backward time of each mmtok quantizer vs the raw vector-quantize-pytorch module it wraps.
+
+Both sides run the *same* module instance (the wrapper's inner module called directly vs
+through the wrapper), on the same input, interleaved A/B/A/B so machine noise hits both
+alike; the table reports medians and the ratio wrapper / raw (target <= 1.05).
+
+    python eval/bench_quantizers.py [--batch 16 --tokens 256 --dim 256 --iters 30] [--device cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import torch
+
+import mmtok.quantize as Q
+
+CONFIGS = {
+    "VQ (4096 x 12-d, cosine, EMA)": {"type": "vq", "codebook_size": 4096, "codebook_dim": 12},
+    "RVQ (8 x 1024)": {"type": "rvq", "num_levels": 8, "codebook_size": 1024, "codebook_dim": 8, "quantizer_dropout": False},
+    "FSQ [8,8,8,5,5,5]": {"type": "fsq", "levels": [8, 8, 8, 5, 5, 5]},
+    "ResidualFSQ (4 x [8,5,5,5])": {"type": "rfsq", "levels": [8, 5, 5, 5], "num_levels": 4, "quantizer_dropout": False},
+    "LFQ (2^10, entropy)": {"type": "lfq", "codebook_size": 2**10},
+    "BSQ (2^10)": {"type": "bsq", "codebook_size": 2**10},
+}
+
+
+def inner(q: Q.Quantizer) -> torch.nn.Module:
+    for attr in ("vq", "inner", "fsq", "lfq"):
+        if hasattr(q, attr):
+            return getattr(q, attr)
+    raise AttributeError(type(q).__name__)
+
+
+def step_wrapper(q: Q.Quantizer, z: torch.Tensor) -> None:
+    out = q(z)
+    (out.quantized.square().mean() + out.loss).backward()
+
+
+def step_raw(m: torch.nn.Module, z: torch.Tensor) -> None:
+    res = m(z)
+    qz, loss = res[0], (res[2] if len(res) > 2 else None)
+    total = qz.square().mean()
+    if loss is not None:
+        total = total + loss.sum()
+    total.backward()
+
+
+def timed(fn, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t
+
+
+def bench(name: str, cfg: dict, args: argparse.Namespace, device: torch.device) -> tuple[str, float, float]:
+    torch.manual_seed(0)
+    q = Q.build(cfg, dim=args.dim).to(device).train()
+    raw = inner(q)
+    z = torch.randn(args.batch, args.tokens, args.dim, device=device, requires_grad=True)
+    for _ in range(args.warmup):
+        step_wrapper(q, z)
+        step_raw(raw, z)
+    tw, tr = [], []
+    for _ in range(args.iters):
+        tw.append(timed(lambda: step_wrapper(q, z), device))
+        tr.append(timed(lambda: step_raw(raw, z), device))
+    return name, statistics.median(tw) * 1e3, statistics.median(tr) * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--tokens", type=int, default=256)
+    p.add_argument("--dim", type=int, default=256)
+    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--device", action="append", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
+    args = p.parse_args(argv)
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    print(f"input (B, N, D) = ({args.batch}, {args.tokens}, {args.dim}); forward+backward, median of {args.iters}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    worst = 0.0
+    for dev in devices:
+        device = torch.device(dev)
+        print(f"\n| device | quantizer | mmtok ms | raw vector-quantize-pytorch ms | ratio |")
+        print("|---|---|---:|---:|---:|")
+        for name, cfg in CONFIGS.items():
+            n, w, r = bench(name, cfg, args, device)
+            worst = max(worst, w / r)
+            print(f"| {dev} | {n} | {w:.2f} | {r:.2f} | {w / r:.3f} |", flush=True)
+    print(f"\nworst ratio {worst:.3f} (target <= 1.05)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

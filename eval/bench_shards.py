@@ -1,0 +1,213 @@
+"""Benchmark of the token shard pipeline; prints one table of figures measured side by side.
+
+    python eval/bench_shards.py                      # CPU defaults (tiny tokenizer, 32x32)
+    python eval/bench_shards.py --device cuda --model titok_s128_fsq --resolution 256 --batch-size 128
+
+(1) encode throughput: the full pipeline (worker decoding + encode + shard writing) vs the
+    model alone on pre-loaded batches of the same size; target pipeline >= 90% of model-only.
+(2) TokenDataset read throughput in tokens/s for shuffled batches from local disk;
+    target >= 50M tokens/s per process.
+(3) peak RSS while encoding 10x and 40x more items than one batch: it must stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+import torch
+
+
+class PeakRSS:
+    """Samples the RSS of this process plus its children (data workers) in a thread."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+        self.proc = psutil.Process()
+
+    def _rss(self) -> int:
+        total = self.proc.memory_info().rss
+        for c in self.proc.children(recursive=True):
+            try:
+                total += c.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def __enter__(self) -> "PeakRSS":
+        self.peak = self._rss()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._t.join()
+
+
+def bench_encode(ckpt: Path, args, work: Path) -> dict[str, float]:
+    from mmtok.data import collate_images
+    from mmtok.shards.encode import EncodeResult, ShardEncoder
+
+    n = args.batch_size * args.encode_batches
+    out = work / "enc"
+    se = ShardEncoder(ckpt, f"synthetic:{n}", out, batch_size=args.batch_size, shard_size=args.shard_size,
+                      num_workers=args.workers, device=args.device, precision=args.precision)
+    sync = torch.cuda.synchronize if se.device.type == "cuda" else (lambda: None)
+    # Model only: the same batches, already decoded and in memory.
+    batches = [collate_images([se.dataset[i] for i in b])["image"] for s in range(se.num_shards) for b in se.batches_of(s)]
+    se.enc(batches[0])  # warm-up
+
+    def model_only() -> float:
+        sync()
+        t = time.perf_counter()
+        for x in batches:
+            se.enc(x).cpu()
+        sync()
+        return time.perf_counter() - t
+
+    def pipeline() -> float:
+        # Workers decode, the model encodes, a thread writes shards (into a fresh folder).
+        shutil.rmtree(out, ignore_errors=True)
+        out.mkdir(parents=True)
+        sync()
+        t = time.perf_counter()
+        se.encode_shards(list(range(se.num_shards)), EncodeResult(out, 0, 1, se.num_shards))
+        sync()
+        return time.perf_counter() - t
+
+    # Alternate the two and keep each one's best round, so load changes hit both alike.
+    model_s, pipe_s = float("inf"), float("inf")
+    for _ in range(args.repeats):
+        model_s = min(model_s, model_only())
+        pipe_s = min(pipe_s, pipeline())
+    shutil.rmtree(out)
+    return {"items": n, "model_ips": n / model_s, "pipe_ips": n / pipe_s, "precision": se.meta.precision}
+
+
+def bench_read(args, work: Path) -> dict[str, float]:
+    from mmtok.shards import TokenDataset
+    from mmtok.shards.format import ShardMetadata, build_table, shard_name, write_manifest, write_shard
+
+    meta = ShardMetadata(tokenizer="bench", family="Bench", modality="image", config_hash="0", checkpoint_hash="0",
+                         codebook_sizes=[args.read_vocab], token_shape=[args.read_tokens], codes_dtype="uint16")
+    root = work / "read"
+    rng = np.random.default_rng(0)
+    per_shard = args.read_items // args.read_shards
+    t = time.perf_counter()
+    for s in range(args.read_shards):
+        codes = rng.integers(0, args.read_vocab, size=(per_shard, args.read_tokens), dtype=np.uint16)
+        keys = [f"k{s}_{i}" for i in range(per_shard)]
+        write_shard(root / shard_name(s), build_table(meta, keys, list(codes), extra_meta={"errors": []}))
+    write_manifest(root, args.read_shards)
+    write_s = time.perf_counter() - t
+    size_mb = sum(f.stat().st_size for f in root.glob("*.parquet")) / 2**20
+
+    t = time.perf_counter()
+    ds = TokenDataset(root, batch_size=args.read_batch, seed=0, bos_id=args.read_vocab)
+    open_s = time.perf_counter() - t
+    res = {"read_items": ds.num_items, "read_tokens": ds.num_tokens, "disk_mb": size_mb, "write_s": write_s, "open_s": open_s}
+    for name, kw in (("batches", {}), ("packed", {"seq_len": args.read_tokens * 4})):
+        d = TokenDataset(root, batch_size=args.read_batch, seed=0, bos_id=args.read_vocab, **kw) if kw else ds
+        toks, t = 0, time.perf_counter()
+        for i, b in enumerate(d):
+            toks += b["input_ids"].numel()
+            if i + 1 >= args.read_steps:
+                break
+        res[f"{name}_tps"] = toks / (time.perf_counter() - t)
+    shutil.rmtree(root)
+    return res
+
+
+def bench_rss(ckpt: Path, args, work: Path) -> dict[str, float]:
+    from mmtok.shards import encode_dataset
+
+    res = {}
+    for mult in (10, 40):
+        n = args.batch_size * mult
+        out = work / f"rss{mult}"
+        with PeakRSS() as m:
+            encode_dataset(ckpt, f"synthetic:{n}", out, batch_size=args.batch_size, shard_size=args.shard_size,
+                           num_workers=args.workers, device=args.device, precision=args.precision, progress=False)
+        res[f"rss{mult}_mb"] = m.peak / 2**20
+        shutil.rmtree(out)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="titok_t32_fsq", help="registered tokenizer (random init)")
+    p.add_argument("--resolution", type=int, default=None, help="image_size override")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--encode-batches", type=int, default=24, help="batches in the throughput run")
+    p.add_argument("--shard-size", type=int, default=128)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="alternating rounds of model-only / pipeline")
+    p.add_argument("--read-items", type=int, default=200_000)
+    p.add_argument("--read-tokens", type=int, default=256)
+    p.add_argument("--read-vocab", type=int, default=16384)
+    p.add_argument("--read-shards", type=int, default=8)
+    p.add_argument("--read-batch", type=int, default=256)
+    p.add_argument("--read-steps", type=int, default=300)
+    p.add_argument("--skip", nargs="*", default=[], choices=["encode", "read", "rss"])
+    args = p.parse_args(argv)
+
+    import mmtok
+
+    work = Path(tempfile.mkdtemp(prefix="mmtok-bench-shards-"))
+    try:
+        torch.manual_seed(0)
+        over = {"image_size": args.resolution} if args.resolution else {}
+        tok = mmtok.create_tokenizer(args.model, **over)
+        ckpt = work / "ckpt"
+        tok.save_pretrained(ckpt)
+        del tok
+        rows = []
+        env = (f"device={args.device} ({torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{os.cpu_count()} CPU cores'}), "
+               f"torch threads={torch.get_num_threads()}, model={args.model}, batch={args.batch_size}, workers={args.workers}")
+        if "encode" not in args.skip:
+            e = bench_encode(ckpt, args, work)
+            ratio = e["pipe_ips"] / e["model_ips"]
+            rows += [("encode, model only (items/s)", f"{e['model_ips']:.1f}", f"{e['items']} items, {e['precision']}"),
+                     ("encode, full pipeline (items/s)", f"{e['pipe_ips']:.1f}", "decode workers + encode + shard writer"),
+                     ("pipeline / model-only", f"{ratio:.1%}", "target >= 90% " + ("(met)" if ratio >= 0.9 else "(NOT met)"))]
+        if "read" not in args.skip:
+            r = bench_read(args, work)
+            rows += [("TokenDataset open (s)", f"{r['open_s']:.2f}", f"{r['read_items']} items x {args.read_tokens} tokens, {r['disk_mb']:.0f} MB on disk"),
+                     ("TokenDataset shuffled batches (Mtok/s)", f"{r['batches_tps'] / 1e6:.1f}",
+                      f"batch {args.read_batch}, target >= 50 " + ("(met)" if r["batches_tps"] >= 50e6 else "(NOT met)")),
+                     ("TokenDataset packed batches (Mtok/s)", f"{r['packed_tps'] / 1e6:.1f}", f"seq_len {args.read_tokens * 4}")]
+        if "rss" not in args.skip:
+            m = bench_rss(ckpt, args, work)
+            growth = m["rss40_mb"] - m["rss10_mb"]
+            rows += [("peak RSS, 10x batch items (MB)", f"{m['rss10_mb']:.0f}", "process + data workers"),
+                     ("peak RSS, 40x batch items (MB)", f"{m['rss40_mb']:.0f}",
+                      f"growth {growth:+.0f} MB " + ("(flat)" if abs(growth) < 0.1 * m["rss10_mb"] else "(NOT flat)"))]
+        print(f"\n{env}\n")
+        w = max(len(r[0]) for r in rows)
+        print(f"| {'measure':<{w}} | {'value':>8} | note |")
+        print(f"|{'-' * (w + 2)}|{'-' * 10}|------|")
+        for name, val, note in rows:
+            print(f"| {name:<{w}} | {val:>8} | {note} |")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+"""Input checks and small helpers shared by the image tokenizers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmtok.config import ConfigError, from_dict
+from mmtok.tokenizer import check_range
+
+
+def check_image(x: Tensor, in_channels: int, multiple: int, name: str = "images") -> tuple[int, int]:
+    """Validate a (B, C, H, W) float batch in [-1, 1] whose H, W are multiples of ``multiple``.
+
+    Returns (H, W). Raises ``TypeError`` / ``ValueError`` with a message saying what to fix.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, {in_channels}, H, W), got {type(x).__name__}")
+    if x.ndim != 4:
+        hint = " (add a batch axis with x[None])" if x.ndim == 3 else ""
+        raise ValueError(f"{name} must have shape (B, {in_channels}, H, W), got {tuple(x.shape)}{hint}")
+    if x.shape[1] != in_channels:
+        hint = " (channel-last input? use x.permute(0, 3, 1, 2))" if x.shape[-1] == in_channels else ""
+        raise ValueError(f"{name} must have {in_channels} channels, got shape {tuple(x.shape)}{hint}")
+    h, w = int(x.shape[2]), int(x.shape[3])
+    if h % multiple or w % multiple:
+        raise ValueError(
+            f"{name} height and width must be multiples of {multiple}, got {h}x{w}; "
+            f"resize or crop to e.g. {max(multiple, h // multiple * multiple)}x{max(multiple, w // multiple * multiple)}"
+        )
+    check_range(x, name)
+    return h, w
+
+
+def parse_image_size(size: Any, multiple: int, name: str = "image_size") -> tuple[int, int]:
+    """int or (H, W) -> (H, W), checking both are positive multiples of ``multiple``."""
+    if isinstance(size, int):
+        hw = (size, size)
+    elif isinstance(size, (tuple, list)) and len(size) == 2 and all(isinstance(v, int) for v in size):
+        hw = (int(size[0]), int(size[1]))
+    else:
+        raise TypeError(f"{name} must be an int or an (H, W) pair of ints, got {size!r}")
+    if min(hw) <= 0 or hw[0] % multiple or hw[1] % multiple:
+        raise ValueError(f"{name} {hw} must be positive multiples of {multiple}")
+    return hw
+
+
+def build_config(cls: type, defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """Variant defaults + user overrides -> config dataclass; an unknown key is a ``ConfigError``.
+
+    The merge is shallow on purpose: ``quantizer={"type": "vq"}`` replaces the whole
+    quantizer mapping instead of mixing options of two quantizer types.
+    """
+    try:
+        return from_dict(cls, {**defaults, **overrides})
+    except ConfigError as e:
+        raise ConfigError(f"bad override for {cls.__name__}: {e}") from e
+    except TypeError as e:  # e.g. a non-dict for a nested field
+        raise ConfigError(f"bad override for {cls.__name__}: {e}") from e
+
+
+def check_codes_dtype(codes: Any) -> Tensor:
+    if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        got = codes.dtype if isinstance(codes, Tensor) else type(codes).__name__
+        raise TypeError(f"codes must be an integer tensor (as returned by encode), got {got}")
+    return codes

@@ -1,0 +1,326 @@
+"""1D image tokenizers: TiTok-style (K latent tokens) and FlexTok-style (ordered, nested).
+
+Encoder: a ViT over image patches plus K learnable latent tokens; only the latent outputs
+are projected to ``token_dim`` and quantized. Decoder: a ViT over the K quantized tokens
+plus one mask token per patch of the output grid; the grid outputs are projected to pixels.
+
+FlexTok-style variants (``nested_dropout=True``, ``causal_latents=True``) let latent
+token i attend only to the patches and latent tokens 0..i, and train with nested dropout,
+so any prefix ``codes[:, :k]`` decodes and quality grows with k.
+
+Position embeddings are learned (sin-cos initialised) for the training grid and resampled
+bicubically for other grids, so any size that is a multiple of the patch size works,
+non-square included.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed, trunc_normal_
+from torch import Tensor, nn
+
+from mmtok.image.common import check_codes_dtype, check_image, parse_image_size
+from mmtok.layers.transformer import Transformer, prefix_causal_mask
+from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer
+from mmtok.registry import register_family
+from mmtok.tokenizer import Tokenizer, TokenizerOutput
+
+
+@dataclass
+class TiTokConfig:
+    """Config of the 1D tokenizer family (TiTok / FlexTok-style variants)."""
+
+    image_size: int = 256  # training resolution (square); other multiples of patch_size also work
+    patch_size: int = 16
+    in_channels: int = 3
+    num_tokens: int = 128  # K latent tokens
+    quantizer: dict[str, Any] = field(default_factory=lambda: {"type": "fsq", "levels": [8, 8, 8, 5, 5, 5]})
+    token_dim: int | None = None  # quantizer input size; None: len(levels) (FSQ), log2(codes) (LFQ), 12 (VQ)
+    encoder_width: int = 512
+    encoder_depth: int = 8
+    encoder_heads: int = 8
+    decoder_width: int = 512
+    decoder_depth: int = 8
+    decoder_heads: int = 8
+    mlp_ratio: float = 4.0
+    qk_norm: bool = False
+    causal_latents: bool = False  # FlexTok: causal attention among latent tokens in the encoder
+    nested_dropout: bool = False  # train with nested dropout (any prefix decodes)
+    nested_mode: str = "uniform"  # "uniform" or "pow2" prefix lengths
+    nested_min_keep: int = 1
+    nested_p: float = 1.0  # fraction of samples that get a truncated prefix in training
+    grad_checkpointing: bool = False
+
+
+def resolve_token_dim(token_dim: int | None, quantizer: dict[str, Any]) -> int:
+    """The quantizer input size implied by ``token_dim`` and the quantizer mapping."""
+    if token_dim is not None:
+        if token_dim < 1:
+            raise ValueError(f"token_dim must be >= 1, got {token_dim}")
+        return int(token_dim)
+    if not isinstance(quantizer, dict) or "type" not in quantizer:
+        raise ValueError(f"quantizer must be a mapping with a 'type' key, got {quantizer!r}")
+    kind = str(quantizer["type"]).lower()
+    if kind in ("fsq", "rfsq"):
+        return len(quantizer.get("levels", (8, 8, 8, 5, 5, 5) if kind == "fsq" else (8, 5, 5, 5)))
+    if kind in ("lfq", "bsq"):
+        return int(math.log2(int(quantizer.get("codebook_size", 2**14))))
+    return 12  # VQ / RVQ: TiTok's low-dimensional l2-normalised lookup
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+class GridPosEmbed(nn.Module):
+    """Learned 2D position embedding for a (G_h, G_w) grid, resampled for other grids."""
+
+    def __init__(self, grid: tuple[int, int], dim: int) -> None:
+        super().__init__()
+        self.grid = grid
+        init = build_sincos2d_pos_embed(list(grid), dim=dim) if dim % 4 == 0 else torch.randn(grid[0] * grid[1], dim) * 0.02
+        self.weight = nn.Parameter(init.reshape(1, grid[0] * grid[1], dim).clone())
+
+    def forward(self, grid: tuple[int, int]) -> Tensor:
+        """-> (1, gh*gw, dim)."""
+        if tuple(grid) == tuple(self.grid):
+            return self.weight
+        return resample_abs_pos_embed(self.weight, new_size=list(grid), old_size=list(self.grid), num_prefix_tokens=0)
+
+
+class LatentEncoder(nn.Module):
+    """Patches + K latent tokens -> ViT -> (B, K, token_dim) continuous latents."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        patch_size: int,
+        in_channels: int,
+        num_tokens: int,
+        width: int,
+        depth: int,
+        heads: int,
+        token_dim: int,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+        causal_latents: bool = False,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        g = image_size // patch_size
+        self.num_tokens, self.causal_latents = num_tokens, causal_latents
+        self.patch_embed = PatchEmbed(
+            img_size=image_size, patch_size=patch_size, in_chans=in_channels, embed_dim=width, strict_img_size=False
+        )
+        self.pos_embed = GridPosEmbed((g, g), width)
+        self.latent_tokens = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
+        self.transformer = Transformer(width, depth, heads, mlp_ratio, qk_norm=qk_norm, grad_checkpointing=grad_checkpointing)
+        self.proj_out = nn.Linear(width, token_dim)
+
+    def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
+        """x: (B, C, H, W) -> (B, K, token_dim)."""
+        patches = self.patch_embed(x) + self.pos_embed(grid)  # (B, N, W)
+        b, n, _ = patches.shape
+        latents = self.latent_tokens.to(patches.dtype).expand(b, -1, -1)
+        mask = prefix_causal_mask(n, self.num_tokens, device=x.device) if self.causal_latents else None
+        h = self.transformer(torch.cat([patches, latents], dim=1), mask)
+        return self.proj_out(h[:, n:])
+
+
+class PixelDecoder(nn.Module):
+    """(B, K, token_dim) quantized tokens + mask tokens for the patch grid -> ViT -> pixels."""
+
+    def __init__(
+        self,
+        *,
+        image_size: int,
+        patch_size: int,
+        out_channels: int,
+        num_tokens: int,
+        width: int,
+        depth: int,
+        heads: int,
+        token_dim: int,
+        mlp_ratio: float = 4.0,
+        qk_norm: bool = False,
+        grad_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        g = image_size // patch_size
+        self.patch_size, self.out_channels = patch_size, out_channels
+        self.proj_in = nn.Linear(token_dim, width)
+        self.latent_pos = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
+        self.mask_token = nn.Parameter(torch.randn(width) * 0.02)
+        self.pos_embed = GridPosEmbed((g, g), width)
+        self.transformer = Transformer(width, depth, heads, mlp_ratio, qk_norm=qk_norm, grad_checkpointing=grad_checkpointing)
+        self.head = nn.Linear(width, patch_size * patch_size * out_channels)
+
+    def forward(self, z: Tensor, grid: tuple[int, int]) -> Tensor:
+        """z: (B, K, token_dim) -> (B, C, gh*p, gw*p)."""
+        b = z.shape[0]
+        gh, gw = grid
+        latents = self.proj_in(z) + self.latent_pos.to(z.dtype)
+        queries = self.mask_token.to(latents.dtype).expand(b, gh * gw, -1) + self.pos_embed(grid).to(latents.dtype)
+        h = self.transformer(torch.cat([queries, latents], dim=1))[:, : gh * gw]
+        p, c = self.patch_size, self.out_channels
+        pix = self.head(h).reshape(b, gh, gw, p, p, c)
+        return pix.permute(0, 5, 1, 3, 2, 4).reshape(b, c, gh * p, gw * p)
+
+
+@register_family
+class TiTokTokenizer(Tokenizer):
+    """1D tokenizer: ``encode`` (B, 3, H, W) in [-1, 1] -> (B, K) int64 codes; ``decode`` back.
+
+    Any prefix ``codes[:, :k]`` decodes: the missing tail is filled with the learned mask
+    token (nested variants, trained for it) or with zeros (plain TiTok, not trained for it).
+    """
+
+    config_class = TiTokConfig
+    modality = "image"
+
+    def __init__(self, config: TiTokConfig) -> None:
+        super().__init__(config)
+        c = config
+        if c.patch_size < 1 or c.image_size % c.patch_size:
+            raise ValueError(f"image_size ({c.image_size}) must be a positive multiple of patch_size ({c.patch_size})")
+        if c.num_tokens < 1:
+            raise ValueError(f"num_tokens must be >= 1, got {c.num_tokens}")
+        if c.in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {c.in_channels}")
+        token_dim = resolve_token_dim(c.token_dim, c.quantizer)
+        self.token_dim = token_dim
+        self.encoder = LatentEncoder(
+            image_size=c.image_size,
+            patch_size=c.patch_size,
+            in_channels=c.in_channels,
+            num_tokens=c.num_tokens,
+            width=c.encoder_width,
+            depth=c.encoder_depth,
+            heads=c.encoder_heads,
+            token_dim=token_dim,
+            mlp_ratio=c.mlp_ratio,
+            qk_norm=c.qk_norm,
+            causal_latents=c.causal_latents,
+            grad_checkpointing=c.grad_checkpointing,
+        )
+        self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=token_dim)
+        self.decoder = PixelDecoder(
+            image_size=c.image_size,
+            patch_size=c.patch_size,
+            out_channels=c.in_channels,
+            num_tokens=c.num_tokens,
+            width=c.decoder_width,
+            depth=c.decoder_depth,
+            heads=c.decoder_heads,
+            token_dim=token_dim,
+            mlp_ratio=c.mlp_ratio,
+            qk_norm=c.qk_norm,
+            grad_checkpointing=c.grad_checkpointing,
+        )
+        self.nested: NestedDropout | None = None
+        if c.nested_dropout:
+            self.nested = NestedDropout(
+                token_dim, c.num_tokens, mode=c.nested_mode, min_keep=c.nested_min_keep, p=c.nested_p
+            )
+        self.encoder.apply(_init_weights)
+        self.decoder.apply(_init_weights)
+        # Unit-scale latents at init: with 0.02-std projections every token would round to
+        # the same FSQ / LFQ code and learning would start from a collapsed codebook.
+        nn.init.normal_(self.encoder.proj_out.weight, std=c.encoder_width**-0.5)
+        nn.init.normal_(self.decoder.proj_in.weight, std=token_dim**-0.5)
+
+    # --- properties -------------------------------------------------------------------
+    @property
+    def num_tokens(self) -> int:
+        return self.config.num_tokens
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def bits_per_image(self) -> float:
+        return self.num_tokens * self.quantizer.bits_per_token
+
+    @property
+    def token_shape(self) -> tuple[int, ...]:
+        return (self.num_tokens,)
+
+    @property
+    def is_nested(self) -> bool:
+        return self.nested is not None
+
+    @property
+    def patch_size(self) -> int:
+        return self.config.patch_size
+
+    @property
+    def last_layer_weight(self) -> Tensor:
+        """Weight of the pixel head (for the adaptive GAN weight)."""
+        return self.decoder.head.weight
+
+    # --- protocol ---------------------------------------------------------------------
+    def _grid(self, hw: tuple[int, int]) -> tuple[int, int]:
+        return hw[0] // self.patch_size, hw[1] // self.patch_size
+
+    def encode_latents(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, K, token_dim) continuous (pre-quantization) latents."""
+        hw = check_image(x, self.config.in_channels, self.patch_size)
+        return self.encoder(x, self._grid(hw))
+
+    def decode_latents(self, z: Tensor, image_size: Any = None) -> Tensor:
+        """(B, K, token_dim) quantized latents -> (B, C, H, W) (not clamped)."""
+        if z.ndim != 3 or z.shape[1] != self.num_tokens or z.shape[2] != self.token_dim:
+            raise ValueError(f"latents must be (B, {self.num_tokens}, {self.token_dim}), got {tuple(z.shape)}")
+        hw = parse_image_size(self.config.image_size if image_size is None else image_size, self.patch_size)
+        return self.decoder(z, self._grid(hw))
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """x: (B, 3, H, W) float in [-1, 1], H and W multiples of the patch size -> (B, K) int64."""
+        return self.quantizer.encode(self.encode_latents(x))
+
+    def decode(self, codes: Tensor, image_size: int | tuple[int, int] | None = None) -> Tensor:
+        """codes: (B, k) int with 1 <= k <= K (a prefix of ``encode``'s output) -> (B, 3, H, W) in [-1, 1].
+
+        ``image_size`` (int or (H, W)) picks the output size; default: the training size.
+        """
+        check_codes_dtype(codes)
+        if codes.ndim not in (2, 3) or not 1 <= codes.shape[1] <= self.num_tokens:
+            raise ValueError(f"codes must be (B, k) with 1 <= k <= {self.num_tokens}, got shape {tuple(codes.shape)}")
+        z = self.quantizer.decode(codes.to(self.device))  # (B, k, token_dim) fp32
+        k = z.shape[1]
+        if k < self.num_tokens:
+            if self.nested is not None:
+                z = self.nested.pad(z)
+            else:
+                z = torch.cat([z, z.new_zeros(z.shape[0], self.num_tokens - k, z.shape[2])], dim=1)
+        return self.decode_latents(z.to(self.decoder.proj_in.weight.dtype), image_size).clamp(-1, 1)
+
+    def forward(self, x: Tensor, keep: Tensor | int | None = None) -> TokenizerOutput:
+        """Training pass. Nested variants keep a random prefix per sample in train mode
+        (or ``keep`` tokens when given) and mask the tail before decoding."""
+        hw = check_image(x, self.config.in_channels, self.patch_size)
+        z = self.encoder(x, self._grid(hw))
+        q = self.quantizer(z)
+        zq = q.quantized
+        metrics = dict(q.metrics)
+        if self.nested is not None and (self.training or keep is not None):
+            nd = self.nested(zq, keep)
+            zq = nd.tokens
+            metrics["keep_mean"] = nd.keep.float().mean().detach()
+        elif keep is not None:
+            raise ValueError(f"{type(self).__name__} without nested dropout does not take 'keep'")
+        recon = self.decoder(zq, self._grid(hw))
+        return TokenizerOutput(recon=recon, codes=q.codes, loss=q.loss, metrics=metrics)

@@ -1,0 +1,156 @@
+"""2D VQGAN-style conv tokenizer (taming / LlamaGen VQ-16 style): an (h, w) grid of codes.
+
+Registered variants: ``vqgan_f8_vq``, ``vqgan_f16_vq`` (LlamaGen-like widths, 256px) and the
+tiny ``vqgan_t_f8_vq`` (32px, CPU-friendly).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mmtok.image.common import build_config, check_codes_dtype, check_image, parse_image_size
+from mmtok.layers.conv import ConvDecoder2d, ConvEncoder2d
+from mmtok.quantize import Quantizer, build as build_quantizer, from_channel_last, to_channel_last
+from mmtok.registry import register_family, register_tokenizer
+from mmtok.tokenizer import Tokenizer, TokenizerOutput
+
+
+@dataclass
+class VQGANConfig:
+    """Config of the 2D conv tokenizer family; downsampling factor = 2 ** (len(channel_mult) - 1)."""
+
+    image_size: int = 256
+    in_channels: int = 3
+    base_channels: int = 128
+    channel_mult: tuple[int, ...] = (1, 1, 2, 2, 4)
+    num_res_blocks: int = 2
+    z_channels: int = 256
+    mid_attention: bool = True
+    dropout: float = 0.0
+    quantizer: dict[str, Any] = field(
+        default_factory=lambda: {"type": "vq", "codebook_size": 16384, "codebook_dim": 8, "use_cosine_sim": True}
+    )
+
+
+@register_family
+class VQGANTokenizer(Tokenizer):
+    """2D tokenizer: ``encode`` (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64; ``decode`` back."""
+
+    config_class = VQGANConfig
+    modality = "image"
+
+    def __init__(self, config: VQGANConfig) -> None:
+        super().__init__(config)
+        c = config
+        if not c.channel_mult or any(m < 1 for m in c.channel_mult):
+            raise ValueError(f"channel_mult must be a non-empty tuple of positive ints, got {c.channel_mult}")
+        if c.num_res_blocks < 1 or c.base_channels < 1 or c.z_channels < 1:
+            raise ValueError("num_res_blocks, base_channels and z_channels must be >= 1")
+        self.factor = 2 ** (len(c.channel_mult) - 1)
+        if c.image_size % self.factor:
+            raise ValueError(f"image_size ({c.image_size}) must be a multiple of the downsampling factor {self.factor}")
+        kw = dict(
+            base_channels=c.base_channels,
+            channel_mult=tuple(c.channel_mult),
+            num_res_blocks=c.num_res_blocks,
+            z_channels=c.z_channels,
+            mid_attention=c.mid_attention,
+            dropout=c.dropout,
+        )
+        self.encoder = ConvEncoder2d(in_channels=c.in_channels, **kw)
+        self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.z_channels)
+        self.decoder = ConvDecoder2d(out_channels=c.in_channels, **kw)
+
+    # --- properties -------------------------------------------------------------------
+    @property
+    def token_shape(self) -> tuple[int, ...]:
+        g = self.config.image_size // self.factor
+        return (g, g)
+
+    @property
+    def num_tokens(self) -> int:
+        h, w = self.token_shape
+        return h * w
+
+    @property
+    def codebook_size(self) -> int:
+        return self.quantizer.codebook_size
+
+    @property
+    def bits_per_image(self) -> float:
+        return self.num_tokens * self.quantizer.bits_per_token
+
+    @property
+    def is_nested(self) -> bool:
+        return False
+
+    @property
+    def last_layer_weight(self) -> Tensor:
+        return self.decoder.conv_out.weight
+
+    # --- protocol ---------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        """x: (B, 3, H, W) float in [-1, 1], H and W multiples of f -> (B, H/f, W/f) int64."""
+        check_image(x, self.config.in_channels, self.factor)
+        z, spatial = to_channel_last(self.encoder(x))
+        codes = self.quantizer.encode(z)  # (B, h*w)
+        return codes.reshape(codes.shape[0], *spatial, *codes.shape[2:])
+
+    def decode(self, codes: Tensor, image_size: int | tuple[int, int] | None = None) -> Tensor:
+        """codes: (B, h, w) int -> (B, 3, h*f, w*f) in [-1, 1]. ``image_size``, when given, must match."""
+        check_codes_dtype(codes)
+        if codes.ndim < 3:
+            raise ValueError(f"codes must be a (B, h, w) grid, got shape {tuple(codes.shape)}")
+        b, h, w = codes.shape[:3]
+        if image_size is not None:
+            hw = parse_image_size(image_size, self.factor)
+            if hw != (h * self.factor, w * self.factor):
+                raise ValueError(f"a {h}x{w} code grid decodes to {h * self.factor}x{w * self.factor}, not {hw}")
+        z = self.quantizer.decode(codes.reshape(b, h * w, *codes.shape[3:]).to(self.device))
+        z = from_channel_last(z.to(self.decoder.conv_in.weight.dtype), (h, w))
+        return self.decoder(z).clamp(-1, 1)
+
+    def forward(self, x: Tensor) -> TokenizerOutput:
+        check_image(x, self.config.in_channels, self.factor)
+        z, spatial = to_channel_last(self.encoder(x))
+        q = self.quantizer(z)
+        recon = self.decoder(from_channel_last(q.quantized, spatial))
+        codes = q.codes.reshape(q.codes.shape[0], *spatial, *q.codes.shape[2:])
+        return TokenizerOutput(recon=recon, codes=codes, loss=q.loss, metrics=dict(q.metrics))
+
+
+def _vqgan(defaults: dict[str, Any], overrides: dict[str, Any]) -> VQGANTokenizer:
+    return VQGANTokenizer(build_config(VQGANConfig, defaults, overrides))
+
+
+@register_tokenizer
+def vqgan_f16_vq(**overrides: Any) -> VQGANTokenizer:
+    """2D VQGAN f16 (LlamaGen VQ-16 widths): 256px -> 16x16 codes, VQ 16384 x 8-d l2."""
+    return _vqgan(dict(channel_mult=(1, 1, 2, 2, 4)), overrides)
+
+
+@register_tokenizer
+def vqgan_f8_vq(**overrides: Any) -> VQGANTokenizer:
+    """2D VQGAN f8: 256px -> 32x32 codes, VQ 16384 x 8-d l2."""
+    return _vqgan(dict(channel_mult=(1, 2, 2, 4)), overrides)
+
+
+@register_tokenizer
+def vqgan_t_f8_vq(**overrides: Any) -> VQGANTokenizer:
+    """Tiny 2D VQGAN f8 for tests / CPU demos: 32px -> 4x4 codes, VQ 1024 x 8-d l2."""
+    return _vqgan(
+        dict(
+            image_size=32,
+            base_channels=32,
+            channel_mult=(1, 2, 2, 2),
+            num_res_blocks=1,
+            z_channels=32,
+            quantizer={"type": "vq", "codebook_size": 1024, "codebook_dim": 8, "use_cosine_sim": True},
+        ),
+        overrides,
+    )

@@ -1,0 +1,108 @@
+"""``mmtok encode`` / ``mmtok decode`` / ``mmtok inspect`` (dispatched from ``mmtok.cli``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _encode_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="mmtok encode",
+        description="Encode a dataset into token shards (Parquet). Rerun the same command to resume; "
+        "launch with torchrun for several GPUs/nodes (each rank writes its own shards).",
+    )
+    p.add_argument("checkpoint", help="tokenizer checkpoint directory (save_pretrained output)")
+    p.add_argument("input", help="image folder, tar shards (glob or {a..b}), or synthetic:N")
+    p.add_argument("output_dir", help="folder for shard-NNNNNN.parquet, manifest.json, errors.jsonl")
+    p.add_argument("--resolution", type=int, default=None, help="input size (default: the tokenizer's image_size)")
+    p.add_argument("--crop", choices=["center", "random"], default="center")
+    p.add_argument("--flip", action="store_true", help="also store a horizontally flipped copy of every item")
+    p.add_argument("--crops", type=int, default=1, help="multi-crop copies (1-5: center, then corners)")
+    p.add_argument("--crop-scale", type=float, default=1.125, help="resize factor before multi-crop")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=4096, help="source items per shard")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding processes")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    p.add_argument("--compression", default="zstd", help="Parquet compression codec")
+    p.add_argument("--seed", type=int, default=0, help="seed for random crops")
+    p.add_argument("--engine", choices=["torch", "ray"], default="torch")
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
+    p.add_argument("--ray-actors", type=int, default=None, help="model actors (default: GPUs, or 1 on CPU)")
+    p.add_argument("--ray-gpus-per-actor", type=float, default=None, help="GPUs per actor (default 1 if GPUs, else 0)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def encode_main(argv: list[str] | None = None) -> int:
+    args = _encode_parser().parse_args(argv)
+    common = dict(resolution=args.resolution, crop=args.crop, flip=args.flip, crops=args.crops,
+                  crop_scale=args.crop_scale, batch_size=args.batch_size, shard_size=args.shard_size,
+                  precision=args.precision, compression=args.compression, seed=args.seed)
+    if args.engine == "ray":
+        from mmtok.shards.ray_engine import encode_with_ray
+
+        manifest = encode_with_ray(args.checkpoint, args.input, args.output_dir, address=args.ray_address,
+                                   num_actors=args.ray_actors, gpus_per_actor=args.ray_gpus_per_actor,
+                                   num_workers=args.workers, device=args.device, **common)
+        print(f"wrote {len(manifest['shards'])} shards, {manifest['num_items']} items, "
+              f"{manifest['num_errors']} errors to {args.output_dir}")
+        return 0
+    from mmtok.shards.encode import encode_dataset
+
+    res = encode_dataset(args.checkpoint, args.input, args.output_dir, num_workers=args.workers,
+                         device=args.device, progress=not args.no_progress, **common)
+    print(f"rank {res.rank}/{res.world_size}: wrote {len(res.shards_written)} shards "
+          f"({res.items_written} items, {res.items_per_second:.1f} items/s), skipped {len(res.shards_skipped)} "
+          f"finished shards, {len(res.errors)} inputs skipped")
+    if res.errors:
+        print(f"  skipped inputs are listed in {os.path.join(args.output_dir, 'errors.jsonl')}")
+    if res.manifest is not None:
+        print(f"manifest: {res.manifest['num_items']} items in {len(res.manifest['shards'])} shards")
+    else:
+        print("manifest: written by the last rank to finish")
+    return 0
+
+
+def decode_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to images (PNG).")
+    p.add_argument("shards", help="shard folder, shard file or glob")
+    p.add_argument("out", help="output folder for <key>[__<aug>].png")
+    p.add_argument("--checkpoint", default=None, help="tokenizer checkpoint (default: the path recorded in the shards)")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default=None)
+    p.add_argument("--limit", type=int, default=None, help="decode only the first N items")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    from mmtok.shards.decode import decode_to_images
+
+    n = decode_to_images(args.shards, args.out, args.checkpoint, batch_size=args.batch_size, device=args.device,
+                         limit=args.limit, progress=not args.no_progress)
+    print(f"wrote {n} images to {args.out}")
+    return 0
+
+
+def inspect_main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="mmtok inspect", description="Print token shard metadata, item count and token usage.")
+    p.add_argument("shards", help="shard folder, shard file or glob")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the report")
+    p.add_argument("--bins", type=int, default=16, help="histogram bins")
+    args = p.parse_args(argv)
+    from mmtok.shards.decode import format_stats, shard_stats
+
+    stats = shard_stats(args.shards)
+    if args.json:
+        stats = dict(stats)
+        stats["histogram"] = stats["histogram"].tolist()
+        json.dump(stats, sys.stdout, indent=2)
+        print()
+    else:
+        print(format_stats(stats, bins=args.bins))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(encode_main())

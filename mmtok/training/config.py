@@ -1,0 +1,231 @@
+"""Training recipe configuration: one dataclass per concern, mapped from YAML.
+
+    cfg = load_train_config("configs/image/titok_t32_fsq_synthetic.yaml", ["optim.lr=2e-4"])
+
+Unknown keys anywhere are an error (``mmtok.config.ConfigError``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmtok.config import ConfigError, load_config
+
+
+@dataclass
+class ModelConfig:
+    name: str = "titok_t32_fsq"  # registered tokenizer variant (mmtok.list_tokenizers())
+    overrides: dict[str, Any] = field(default_factory=dict)  # config fields passed to create_tokenizer
+    init_from: str | None = None  # a save_pretrained directory to fine-tune from
+
+
+@dataclass
+class DataConfig:
+    train: str = "synthetic:4096"  # see mmtok.data.open_image_dataset
+    resolution: int = 32
+    crop: str = "random"  # "center" | "random"
+    flip: bool = True
+    num_workers: int = 0
+
+
+@dataclass
+class OptimConfig:
+    batch_size: int = 16  # per device, per micro-batch
+    grad_accum: int = 1
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 1e-4
+    eps: float = 1e-8
+    clip_grad: float | None = 1.0  # max global grad norm; null disables
+
+
+@dataclass
+class ScheduleConfig:
+    total_steps: int = 1000  # optimiser steps
+    warmup_steps: int = 100
+    kind: str = "cosine"  # "cosine" | "constant"
+    min_lr_ratio: float = 0.1  # final lr = lr * min_lr_ratio (cosine)
+
+
+@dataclass
+class LossConfig:
+    """Weights passed to ``mmtok.losses.TokenizerLoss`` (each logged under ``loss/<name>``)."""
+
+    l1_weight: float = 1.0
+    l2_weight: float = 0.0
+    perceptual_weight: float = 1.0
+    perceptual: str | None = "random"  # "auto" (local LPIPS weights), "random" (tests/demo), a path, or null
+    gan_weight: float = 0.0
+    gan_start_step: int = 0
+    adaptive_gan_weight: bool = True
+    lecam_weight: float = 0.0
+    quantizer_weight: float = 1.0
+
+
+@dataclass
+class DiscriminatorConfig:
+    """PatchGAN discriminator and its own AdamW (used when loss.gan_weight > 0)."""
+
+    base_channels: int = 64
+    num_layers: int = 3
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 1e-4
+    start_step: int | None = None  # first step the discriminator trains; null = loss.gan_start_step
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = True
+    decay: float = 0.999
+    warmup: bool = True  # decay ramps as min(decay, (1 + n) / (10 + n))
+    every: int = 1  # update every N optimiser steps
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = 500  # steps between checkpoints (a final one is always written)
+    keep_last: int = 3
+
+
+@dataclass
+class LoggingConfig:
+    every: int = 10  # steps between metric lines (JSONL / TensorBoard / progress bar)
+    image_every: int = 500  # steps between reconstruction grids (and at the end); 0 disables
+    num_images: int = 8  # images per grid row
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "mmtok"
+    progress: bool = True
+    collapse_threshold: float = 0.05  # warn when codebook usage over a log window is below this
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/titok_t32_fsq_synthetic"
+    seed: int = 0
+    resume: str = "auto"  # "auto" (latest checkpoint in run_dir if any), "never", or a checkpoint dir
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    precision: str = "no"  # "no" | "bf16" | "fp16"
+    distributed: str = "ddp"  # "ddp" | "fsdp2" (multi-process runs under accelerate launch)
+    compile: bool = False  # torch.compile the tokenizer
+    stop_at_step: int | None = None  # leave early at this step (checkpointed), e.g. for a time-boxed job
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ``ConfigError`` on values that cannot work (checked before any work starts)."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise ConfigError(msg)
+
+        need(self.precision in ("no", "bf16", "fp16"), f"precision must be no|bf16|fp16, got {self.precision!r}")
+        need(self.distributed in ("ddp", "fsdp2"), f"distributed must be ddp|fsdp2, got {self.distributed!r}")
+        need(self.device in ("auto", "cpu", "cuda"), f"device must be auto|cpu|cuda, got {self.device!r}")
+        need(bool(self.resume), "resume must be 'auto', 'never' or a checkpoint directory")
+        need(self.data.crop in ("center", "random"), f"data.crop must be center|random, got {self.data.crop!r}")
+        need(self.data.resolution > 0, "data.resolution must be positive")
+        need(self.optim.batch_size > 0 and self.optim.grad_accum > 0, "optim.batch_size and optim.grad_accum must be positive")
+        need(self.optim.lr > 0, "optim.lr must be positive")
+        need(self.schedule.total_steps > 0, "schedule.total_steps must be positive")
+        need(self.schedule.warmup_steps >= 0, "schedule.warmup_steps must be >= 0")
+        need(self.schedule.kind in ("cosine", "constant"), f"schedule.kind must be cosine|constant, got {self.schedule.kind!r}")
+        need(0.0 <= self.ema.decay < 1.0, "ema.decay must be in [0, 1)")
+        need(self.ema.every > 0, "ema.every must be positive")
+        need(self.checkpoint.every > 0 and self.checkpoint.keep_last > 0, "checkpoint.every and checkpoint.keep_last must be positive")
+        need(self.logging.every > 0 and self.logging.image_every >= 0, "logging.every must be positive, logging.image_every >= 0")
+        need(self.stop_at_step is None or self.stop_at_step > 0, "stop_at_step must be positive")
+        for k in ("l1_weight", "l2_weight", "perceptual_weight", "gan_weight", "lecam_weight", "quantizer_weight"):
+            need(getattr(self.loss, k) >= 0, f"loss.{k} must be >= 0")
+        return self
+
+    @property
+    def disc_start_step(self) -> int:
+        s = self.discriminator.start_step
+        return self.loss.gan_start_step if s is None else s
+
+
+def _coerce_value(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce_value(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return coerce_types(value, key)
+    bad = ConfigError(f"{key} must be {getattr(tp, '__name__', tp)}, got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, (str, Path)):
+            return str(value)
+        raise bad
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or (args and args[-1] is not Ellipsis and len(value) != len(args)):
+            raise ConfigError(f"{key} must be a list of {len(args)} values, got {value!r}")
+        inner = [args[0]] * len(value) if args and args[-1] is Ellipsis else list(args)
+        return tuple(_coerce_value(v, t, f"{key}[{i}]") for i, (v, t) in enumerate(zip(value, inner)))
+    if origin is dict or tp is dict:
+        if isinstance(value, dict):
+            return value
+        raise ConfigError(f"{key} must be a mapping, got {value!r}")
+    return value
+
+
+def coerce_types(cfg: Any, prefix: str = "") -> Any:
+    """Check (and where lossless, convert) every field against its annotation, in place.
+
+    ``1e-4`` written in YAML (a string for YAML 1.1) becomes a float; ``lr: fast`` is an error
+    naming ``optim.lr``.
+    """
+    hints = typing.get_type_hints(type(cfg))
+    for f in dataclasses.fields(cfg):
+        key = f"{prefix}.{f.name}" if prefix else f.name
+        setattr(cfg, f.name, _coerce_value(getattr(cfg, f.name), hints.get(f.name, Any), key))
+    return cfg
+
+
+def load_train_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    """YAML recipe + dotted ``key=value`` overrides -> type-checked, validated ``TrainConfig``."""
+    return coerce_types(load_config(TrainConfig, path, overrides)).validate()

@@ -1,0 +1,57 @@
+"""Exponential moving average of a model's weights (parameters and floating buffers)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class EMA(nn.Module):
+    """``ema.module`` is a frozen copy of the model updated as ``w_ema <- d * w_ema + (1 - d) * w``.
+
+    With ``warmup`` the decay is ``min(decay, (1 + n) / (10 + n))`` after ``n`` updates, so
+    early averages are not dominated by the random init. Integer buffers are copied.
+    ``state_dict()`` holds the averaged weights and the update count.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = True) -> None:
+        super().__init__()
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1), got {decay}")
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self.decay, self.warmup = decay, warmup
+        self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+
+    def current_decay(self) -> float:
+        n = int(self.num_updates)
+        return min(self.decay, (1 + n) / (10 + n)) if self.warmup else self.decay
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Blend ``model``'s current weights in (``model`` must have the same structure)."""
+        d = self.current_decay()
+        ema_p = dict(self.module.named_parameters())
+        ema_b = dict(self.module.named_buffers())
+        floats_e, floats_m = [], []
+        for name, p in model.named_parameters():
+            floats_e.append(ema_p[name])
+            floats_m.append(p.detach().to(ema_p[name].device, ema_p[name].dtype))
+        for name, b in model.named_buffers():
+            e = ema_b.get(name)
+            if e is None:
+                continue
+            if torch.is_floating_point(e):
+                floats_e.append(e)
+                floats_m.append(b.detach().to(e.device, e.dtype))
+            else:
+                e.copy_(b)
+        if floats_e:
+            torch._foreach_lerp_(floats_e, floats_m, 1.0 - d)
+        self.num_updates += 1
+
+    def train(self, mode: bool = True) -> "EMA":  # the copy always stays in eval mode
+        super().train(mode)
+        self.module.eval()
+        return self
