@@ -52,7 +52,7 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, path: str = "") -> T:
         sub = f"{path}.{name}" if path else name
         if _is_dataclass_type(tp) and isinstance(value, dict):
             value = from_dict(tp, value, sub)
-        elif typing.get_origin(tp) is tuple and isinstance(value, list):
+        elif (tp is tuple or typing.get_origin(tp) is tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
     return cls(**kwargs)

@@ -48,8 +48,22 @@ def test_input_checks(inception_weights):
     assert d["weights_sha256"] == file_sha256(inception_weights) and "TF1.x" in d["resize"]
 
 
-def test_fid_pipeline_matches_torchmetrics_without_antialias(inception_weights):
-    """Same weights file: our features + float64 stats + sqrtm == torchmetrics FID (antialias=False)."""
+def test_features_match_torchmetrics_without_antialias(inception_weights):
+    """Same weights file: our features == torchmetrics' FID features with antialias=False; the
+    antialiased resize (torchmetrics >= 1.8 default) gives different features."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    real = _images(4, 0)
+    ours = InceptionFeatures(inception_weights)(real)
+    tm = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception_weights), antialias=False)
+    torch.testing.assert_close(tm.inception(real).float(), ours, rtol=1e-5, atol=1e-6)
+    aa = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception_weights), antialias=True)
+    assert not torch.allclose(aa.inception(real).float(), ours, rtol=1e-3, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fid_pipeline_matches_torchmetrics(inception_weights):
+    """End to end (features, float64 statistics, matrix square root) against torchmetrics' FID."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
     real, fake = _images(6, 0), _images(6, 1, shift=40)
@@ -58,15 +72,9 @@ def test_fid_pipeline_matches_torchmetrics_without_antialias(inception_weights):
     a.update(net(real))
     b.update(net(fake))
     ours = fid_from_stats(b.compute(), a.compute())
-
     tm = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception_weights), antialias=False)
     tm.set_dtype(torch.float64)
     tm.update(real, real=True)
     tm.update(fake, real=False)
     assert ours > 0
     assert ours == pytest.approx(tm.compute().item(), rel=1e-3)
-
-    # the antialiased resize (torchmetrics >= 1.8 default) gives different features: not comparable
-    aa = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception_weights), antialias=True)
-    f_aa = aa.inception(real)
-    assert not torch.allclose(f_aa.float(), net(real), rtol=1e-3, atol=1e-5)

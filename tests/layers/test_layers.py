@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from mmtok.layers import (
+    Attention,
+    ConvDecoder2d,
+    ConvEncoder2d,
+    Transformer,
+    group_norm,
+    prefix_causal_mask,
+)
+
+
+def test_prefix_causal_mask_structure():
+    m = prefix_causal_mask(3, 4)
+    assert m.shape == (7, 7) and m.dtype == torch.bool
+    assert m[:3, :3].all() and not m[:3, 3:].any()  # patches never see latent tokens
+    assert m[3:, :3].all()  # every latent sees every patch
+    assert torch.equal(m[3:, 3:], torch.ones(4, 4, dtype=torch.bool).tril())
+    assert prefix_causal_mask(3, 4, prefix_sees_causal=True)[:3, 3:].all()
+
+
+def test_attention_matches_manual_softmax_with_mask():
+    torch.manual_seed(0)
+    attn = Attention(16, num_heads=2).eval()
+    x = torch.randn(2, 5, 16)
+    mask = prefix_causal_mask(2, 3)
+    q, k, v = attn.qkv(x).reshape(2, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
+    logits = (q @ k.transpose(-1, -2)) / 8**0.5
+    logits = logits.masked_fill(~mask, float("-inf"))
+    ref = (logits.softmax(-1) @ v).transpose(1, 2).reshape(2, 5, 16)
+    torch.testing.assert_close(attn(x, mask), attn.proj(ref), atol=1e-5, rtol=1e-5)
+
+
+def test_attention_rejects_bad_heads():
+    with pytest.raises(ValueError, match="divisible"):
+        Attention(10, num_heads=3)
+
+
+def test_causal_transformer_ignores_later_tokens():
+    torch.manual_seed(0)
+    t = Transformer(16, depth=2, num_heads=2).eval()
+    x = torch.randn(1, 6, 16)
+    mask = prefix_causal_mask(3, 3)
+    y = t(x, mask)
+    x2 = x.clone()
+    x2[:, -1] = torch.randn(16)  # change the last causal token only
+    y2 = t(x2, mask)
+    torch.testing.assert_close(y[:, :5], y2[:, :5])
+    assert not torch.allclose(y[:, 5], y2[:, 5])
+
+
+def test_transformer_grad_checkpointing_same_output_and_grads():
+    torch.manual_seed(0)
+    a = Transformer(16, depth=2, num_heads=2)
+    b = Transformer(16, depth=2, num_heads=2, grad_checkpointing=True)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 4, 16)
+    ya, yb = a(x), b(x)
+    torch.testing.assert_close(ya, yb)
+    ya.sum().backward()
+    yb.sum().backward()
+    torch.testing.assert_close(a.blocks[0].attn.qkv.weight.grad, b.blocks[0].attn.qkv.weight.grad)
+
+
+@pytest.mark.parametrize("mult,factor", [((1, 2), 2), ((1, 2, 2, 4), 8)])
+def test_conv_encoder_decoder_factor_and_nonsquare(mult, factor):
+    enc = ConvEncoder2d(in_channels=3, base_channels=8, channel_mult=mult, num_res_blocks=1, z_channels=4)
+    dec = ConvDecoder2d(out_channels=3, base_channels=8, channel_mult=mult, num_res_blocks=1, z_channels=4)
+    x = torch.randn(2, 3, 16, 24)
+    z = enc(x)
+    assert z.shape == (2, 4, 16 // factor, 24 // factor)
+    y = dec(z)
+    assert y.shape == x.shape
+    y.square().mean().backward()
+    assert enc.conv_in.weight.grad.abs().sum() > 0
+
+
+def test_group_norm_picks_a_divisor():
+    assert group_norm(48).num_groups == 24
+    assert group_norm(64).num_groups == 32
+    assert group_norm(7).num_groups == 7
