@@ -95,7 +95,8 @@ def protocol_fingerprint(
     fp: dict[str, Any] = {
         "version": PROTOCOL_VERSION,
         "feature_extractor": features,
-        "statistics": "float64 sums all-reduced across ranks; unbiased covariance (N-1); sqrtm: scipy.linalg.sqrtm",
+        "statistics": "float64 sums all-reduced across ranks; unbiased covariance (N-1); Tr sqrt(S1 S2) by "
+        "scipy.linalg.sqrtm, or exactly via the N x N low-rank form when N <= feature dim",
         "resolution": list(resolution),
         "crop": crop if crop is not None else dataset.get("crop"),
         "num_images": int(num_images),

@@ -100,6 +100,7 @@ def evaluate_reconstruction(
     num_workers: int = 0,
     progress: bool = True,
     checkpoint: str | None = None,
+    fid_method: str = "auto",
 ) -> dict[str, Any]:
     """Reconstruct ``dataset`` with ``tokenizer`` and return the report dict (also written to ``out_dir``).
 
@@ -118,6 +119,9 @@ def evaluate_reconstruction(
         save_npz: write ``reconstructions.npz`` (needs ``out_dir``).
         cache_dir / use_cache: reference-statistics cache (default ``~/.cache/mmtok/fid_refs``).
         dataset_spec: the string the dataset was opened from (recorded in the fingerprint).
+        checkpoint: recorded in the report.
+        fid_method: matrix square-root route of ``mmtok.metrics.fid.frechet_distance``
+            ("auto": exact low-rank route when N <= 2048, else scipy.linalg.sqrtm).
 
     Under ``torch.distributed`` every rank takes a strided shard of the images; sums,
     histograms and feature statistics are all-reduced, and rank 0 writes the outputs.
@@ -141,6 +145,10 @@ def evaluate_reconstruction(
             raise ValueError(f"num_images={num_images} but the dataset holds only {total} images")
         dataset = Subset(dataset, list(range(num_images)))
         total = num_images
+    from mmtok.metrics.fid import METHODS
+
+    if fid_method not in METHODS:
+        raise ValueError(f"fid_method must be one of {METHODS}, got {fid_method!r}")
     if fid and total < 2:
         raise ValueError("rFID needs at least 2 images; pass more images or fid=False")
 
@@ -334,14 +342,14 @@ def evaluate_reconstruction(
                                                        "resolution": list(resolution), "num_images": total})
                     ref_source += f", cached as {ref_cache.path(ref_key)}"
             for r in rows:
-                r["rfid"] = fid_from_stats(r["_stats"], ref_stats)
+                r["rfid"] = fid_from_stats(r["_stats"], ref_stats, method=fid_method)
         for r in rows:
             r.pop("_stats", None)
             r.setdefault("rfid", None)
         full = rows[-1]
         protocol = protocol_fingerprint(
             features_desc, ident, resolution, n_images,
-            extra={"lpips": lpips_desc.get("state_sha256"), "reference_key": ref_key},
+            extra={"lpips": lpips_desc.get("state_sha256"), "reference_key": ref_key, "fid_method": fid_method},
         )
         cfg = getattr(tok, "config", None)
         try:

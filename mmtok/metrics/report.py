@@ -101,6 +101,7 @@ def plot_prefix_curve(rows: list[dict[str, Any]], path: str | os.PathLike, title
         ax.set_xlabel("tokens")
         ax.set_title(labels[k], fontsize=9)
         ax.grid(alpha=0.3)
+        ax.ticklabel_format(axis="y", useOffset=False)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()

@@ -54,6 +54,7 @@ class TinyGPT(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied embeddings
+        nn.init.normal_(self.tok_emb.weight, std=0.02)  # small logits at init: loss starts near ln(vocab)
 
     def forward(self, ids: Tensor) -> Tensor:
         """ids: (B, L) int64 with L <= max_len -> logits (B, L, vocab_size)."""

@@ -114,6 +114,7 @@ class TrainConfig:
     precision: str = "no"  # "no" | "bf16" | "fp16"
     distributed: str = "ddp"  # "ddp" | "fsdp2" (multi-process runs under accelerate launch)
     compile: bool = False  # torch.compile the tokenizer
+    cpu_threads: int | None = None  # CPU runs: torch threads; null = idle cores (cores - 1-min load average, >= 1)
     stop_at_step: int | None = None  # leave early at this step (checkpointed), e.g. for a time-boxed job
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -147,6 +148,7 @@ class TrainConfig:
         need(self.checkpoint.every > 0 and self.checkpoint.keep_last > 0, "checkpoint.every and checkpoint.keep_last must be positive")
         need(self.logging.every > 0 and self.logging.image_every >= 0, "logging.every must be positive, logging.image_every >= 0")
         need(self.stop_at_step is None or self.stop_at_step > 0, "stop_at_step must be positive")
+        need(self.cpu_threads is None or self.cpu_threads > 0, "cpu_threads must be positive (or null for automatic)")
         for k in ("l1_weight", "l2_weight", "perceptual_weight", "gan_weight", "lecam_weight", "quantizer_weight"):
             need(getattr(self.loss, k) >= 0, f"loss.{k} must be >= 0")
         return self

@@ -8,6 +8,12 @@ import torch
 from torch import nn
 
 
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """A plain tensor (gathers a sharded DTensor, as FSDP2 parameters are)."""
+    t = t.detach()
+    return t.full_tensor() if hasattr(t, "full_tensor") else t
+
+
 class EMA(nn.Module):
     """``ema.module`` is a frozen copy of the model updated as ``w_ema <- d * w_ema + (1 - d) * w``.
 
@@ -37,16 +43,16 @@ class EMA(nn.Module):
         floats_e, floats_m = [], []
         for name, p in model.named_parameters():
             floats_e.append(ema_p[name])
-            floats_m.append(p.detach().to(ema_p[name].device, ema_p[name].dtype))
+            floats_m.append(_full(p).to(ema_p[name].device, ema_p[name].dtype))
         for name, b in model.named_buffers():
             e = ema_b.get(name)
             if e is None:
                 continue
             if torch.is_floating_point(e):
                 floats_e.append(e)
-                floats_m.append(b.detach().to(e.device, e.dtype))
+                floats_m.append(_full(b).to(e.device, e.dtype))
             else:
-                e.copy_(b)
+                e.copy_(_full(b))
         if floats_e:
             torch._foreach_lerp_(floats_e, floats_m, 1.0 - d)
         self.num_updates += 1

@@ -91,10 +91,10 @@ def test_patchgan_learns_to_separate_real_from_fake():
     torch.manual_seed(0)
     d = PatchGANDiscriminator(base_channels=8, num_layers=2)
     opt = torch.optim.Adam(d.parameters(), lr=2e-3, betas=(0.5, 0.9))
-    real = torch.linspace(-1, 1, 32).expand(4, 3, 32, 32).contiguous()  # smooth ramps
-    fake = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noise
+    real = torch.linspace(-1, 1, 16).expand(4, 3, 16, 16).contiguous()  # smooth ramps
+    fake = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1  # noise
     first = None
-    for _ in range(30):
+    for _ in range(15):
         loss = hinge_d_loss(d(real), d(fake))
         first = loss.item() if first is None else first
         opt.zero_grad()
@@ -104,7 +104,7 @@ def test_patchgan_learns_to_separate_real_from_fake():
     assert d(real).mean() > d(fake).mean()
     assert d(real).shape[:2] == (4, 1)
     with pytest.raises(ValueError, match="expects"):
-        d(torch.zeros(1, 1, 32, 32))
+        d(torch.zeros(1, 1, 16, 16))
 
 
 def test_hinge_and_lecam_values():
@@ -226,12 +226,12 @@ def test_perceptual_term_with_random_lpips():
 
 def test_generator_loss_trains_a_tiny_model():
     torch.manual_seed(0)
-    gen, x = _TinyGen(), _images(b=4)
+    gen, x = _TinyGen(), _images(b=4, h=16, w=16)
     lf = _loss(gan_weight=0.1, lecam_weight=0.05)
-    opt = torch.optim.Adam(gen.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(gen.parameters(), lr=2e-2)
     d_opt = torch.optim.Adam(lf.discriminator.parameters(), lr=1e-3)
     losses = []
-    for step in range(40):
+    for step in range(20):
         out = gen(x)
         g = lf.generator_loss(x, out, step, last_layer=gen.conv.weight)
         opt.zero_grad()
@@ -242,4 +242,4 @@ def test_generator_loss_trains_a_tiny_model():
         d.total.backward()
         d_opt.step()
         losses.append(g.terms["l1"].item())
-    assert losses[-1] < 0.5 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]

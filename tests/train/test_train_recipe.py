@@ -14,7 +14,7 @@ import mmtok
 from mmtok.checkpoint import latest_training_state, list_training_states, read_checkpoint_config
 from mmtok.training.logging import read_metrics
 
-from train_recipe_helpers import CONFIGS, tiny_model_overrides, tiny_run_overrides
+from train_recipe_helpers import CONFIGS, ROOT, tiny_model_overrides, tiny_run_overrides
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:
@@ -55,7 +55,7 @@ def test_exact_resume_matches_uninterrupted_run(recipe, tmp_path: Path) -> None:
         "loss.lecam_weight=0.01", "loss.perceptual_weight=0", "discriminator.base_channels=8", "checkpoint.every=2",
         "ema.decay=0.9",
     ]
-    cfg = "configs/image/flextok_t32_fsq_synthetic.yaml"
+    cfg = str(ROOT / "configs/image/flextok_t32_fsq_synthetic.yaml")
     straight, split = tmp_path / "straight", tmp_path / "split"
     assert recipe["main"]([cfg, *tiny_run_overrides(straight, steps=4), *base]) == 0
     assert recipe["main"]([cfg, *tiny_run_overrides(split, steps=4), *base, "stop_at_step=2"]) == 0
@@ -76,7 +76,7 @@ def test_loss_goes_down_and_final_uses_ema(recipe, tmp_path: Path) -> None:
         "optim.lr=1e-2", "optim.batch_size=4", "data.train=synthetic:4", "data.flip=false", "data.crop=center",
         "checkpoint.every=100", "ema.decay=0.5", "schedule.warmup_steps=2", "schedule.kind=constant",
     ]
-    assert recipe["main"](["configs/image/titok_t32_fsq_synthetic.yaml", *ov]) == 0
+    assert recipe["main"]([str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml"), *ov]) == 0
     losses = [r["loss/total"] for r in read_metrics(run)]
     assert len(losses) == 15
     assert sum(losses[-3:]) / 3 < 0.85 * losses[0]  # fits 4 fixed images
@@ -102,7 +102,7 @@ def test_nonfinite_loss_stops_and_keeps_last_checkpoint(recipe, tmp_path: Path, 
     monkeypatch.setattr(TokenizerLoss, "generator_loss", poisoned)
     run = tmp_path / "run"
     ov = tiny_run_overrides(run, steps=8) + tiny_model_overrides("titok_t32_fsq") + ["checkpoint.every=2", "logging.every=4"]
-    rc = recipe["main"](["configs/image/titok_t32_fsq_synthetic.yaml", *ov])
+    rc = recipe["main"]([str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml"), *ov])
     assert rc == recipe["EXIT_NONFINITE"]
     err = capsys.readouterr().err
     assert "non-finite loss at step 3" in err and "step_00000002" in err
@@ -125,7 +125,7 @@ def test_corrupt_images_are_skipped_and_reported(recipe, tmp_path: Path) -> None
     (folder / "a" / "empty.png").write_bytes(b"")
     run = tmp_path / "run"
     ov = tiny_run_overrides(run, steps=4) + tiny_model_overrides("titok_t32_fsq") + [f"data.train={folder}", "optim.batch_size=4"]
-    assert recipe["main"](["configs/image/titok_t32_fsq_synthetic.yaml", *ov]) == 0
+    assert recipe["main"]([str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml"), *ov]) == 0
     rows = read_metrics(run)
     assert rows[-1]["data/skipped_files"] >= 2  # both bad files were met (8 files, 4 steps x 4)
     log = (run / "train.log").read_text()
@@ -133,7 +133,7 @@ def test_corrupt_images_are_skipped_and_reported(recipe, tmp_path: Path) -> None
 
 
 def test_bad_config_is_a_clear_error(recipe, tmp_path: Path, capsys) -> None:
-    cfg = "configs/image/titok_t32_fsq_synthetic.yaml"
+    cfg = str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml")
     assert recipe["main"]([cfg, "optim.learning_rate=1"]) == 2
     assert "learning_rate" in capsys.readouterr().err
     assert recipe["main"]([cfg, "precision=fp8"]) == 2

@@ -35,5 +35,5 @@ def tiny_run_overrides(run_dir: Path, steps: int = 2) -> list[str]:
         f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", "data.resolution=32",
         "data.num_workers=0", "optim.batch_size=2", f"schedule.total_steps={steps}", "schedule.warmup_steps=1",
         "checkpoint.every=1", "checkpoint.keep_last=2", "logging.every=1", f"logging.image_every={steps}",
-        "logging.num_images=2", "logging.progress=false", "logging.tensorboard=false",
+        "logging.num_images=2", "logging.progress=false", "logging.tensorboard=false", "cpu_threads=1",
     ]

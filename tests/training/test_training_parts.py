@@ -1,0 +1,101 @@
+"""Training building blocks: LR schedule, EMA, RNG state, config parsing, code usage."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from mmtok.config import ConfigError
+from mmtok.training import EMA, TrainConfig, load_train_config, lr_at, rng_state, set_rng_state
+from mmtok.training.logging import CodeUsage, prefix_lengths_for, reconstruction_grid
+
+MAIN_JOB = Path(__file__).resolve().parents[2] / "configs" / "image" / "titok_t32_fsq_synthetic.yaml"
+
+
+def test_lr_warmup_then_cosine_to_floor() -> None:
+    lrs = [lr_at(s, 1.0, total_steps=110, warmup_steps=10, min_lr_ratio=0.1) for s in range(110)]
+    assert lrs[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])
+    assert lrs[10] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # monotone decay
+    assert lr_at(110, 1.0, 110, 10, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert lr_at(60, 1.0, 110, 10, min_lr_ratio=0.0) == pytest.approx(0.5)  # cosine midpoint
+    assert lr_at(50, 2.0, 110, 10, kind="constant") == 2.0
+    with pytest.raises(ValueError):
+        lr_at(50, 1.0, 110, 10, kind="step")
+
+
+def test_ema_tracks_weights_and_copies_int_buffers() -> None:
+    model = nn.BatchNorm1d(3)
+    ema = EMA(model, decay=0.5, warmup=False)
+    with torch.no_grad():
+        model.weight.fill_(3.0)  # ema weight starts at 1.0
+    model.num_batches_tracked.fill_(7)
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((3,), 2.0))
+    ema.update(model)
+    assert torch.allclose(ema.module.weight, torch.full((3,), 2.5))
+    assert int(ema.module.num_batches_tracked) == 7 and int(ema.num_updates) == 2
+    assert not any(p.requires_grad for p in ema.module.parameters()) and not ema.module.training
+    warm = EMA(model, decay=0.999, warmup=True)
+    assert warm.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
+    with pytest.raises(ValueError):
+        EMA(model, decay=1.0)
+
+
+def test_rng_state_round_trip_is_exact() -> None:
+    state = rng_state()
+    a = (torch.rand(4), np.random.rand(3), random.random())
+    set_rng_state(state)
+    b = (torch.rand(4), np.random.rand(3), random.random())
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1]) and a[2] == b[2]
+
+
+def test_config_overrides_types_and_unknown_keys(tmp_path) -> None:
+    cfg = load_train_config(MAIN_JOB, ["optim.lr=3e-4", "model.overrides.num_tokens=16"])
+    assert isinstance(cfg, TrainConfig) and cfg.optim.lr == 3e-4 and cfg.model.overrides == {"num_tokens": 16}
+    assert cfg.resume == "auto" and cfg.disc_start_step == cfg.loss.gan_start_step
+    with pytest.raises(ConfigError, match="optim"):
+        load_train_config(MAIN_JOB, ["optim.momentum=0.9"])
+    with pytest.raises(ConfigError, match="optim.batch_size"):
+        load_train_config(None, ["optim.batch_size=big"])
+    with pytest.raises(ConfigError, match="total_steps"):
+        load_train_config(None, ["schedule.total_steps=0"])
+    with pytest.raises(ConfigError, match="crop"):
+        load_train_config(None, ["data.crop=middle"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optimiser:\n  lr: 1\n")
+    with pytest.raises(ConfigError, match="optimiser"):
+        load_train_config(bad)
+
+
+def test_code_usage_window() -> None:
+    u = CodeUsage(codebook_size=8)
+    u.update(torch.tensor([[0, 0, 1, 1]]))
+    m = u.compute()
+    assert m["codebook/usage"] == pytest.approx(2 / 4)  # 2 distinct of 4 possible with 4 tokens
+    assert m["codebook/perplexity"] == pytest.approx(2.0)
+    u.update(torch.arange(8).repeat(4))
+    m = u.compute()
+    assert m["codebook/usage"] == 1.0 and m["codebook/perplexity"] == pytest.approx(8.0)
+    assert u.compute() == {}  # reset after compute
+
+
+def test_reconstruction_grid_rows_per_prefix() -> None:
+    class Toy(nn.Module):
+        def encode(self, x):  # (B, 3, H, W) -> (B, 4) codes
+            return torch.arange(4).expand(x.shape[0], 4)
+
+        def decode(self, codes):
+            return torch.full((codes.shape[0], 3, 8, 8), codes.shape[1] / 4 * 2 - 1)
+
+    imgs = torch.zeros(3, 3, 8, 8)
+    assert prefix_lengths_for(4) == [1, 2, 4] and prefix_lengths_for(6) == [1, 2, 4, 6]
+    grid = reconstruction_grid(Toy(), imgs, prefix_lengths=[1, 2, 4])
+    assert grid.shape == (3, 2 + 4 * 10, 2 + 3 * 10)  # 1 input row + 3 prefix rows, 3 columns, padding 2
+    rows = [float(grid[0, 2 + 10 * r + 4, 6]) for r in range(4)]
+    assert rows == pytest.approx([0.5, 0.25, 0.5, 1.0])  # input 0 -> 0.5; prefix k -> k/4
