@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-fid", action="store_true", help="skip rFID (no Inception weights needed)")
     p.add_argument("--fid-method", choices=["auto", "sqrtm", "eigh", "lowrank"], default="auto",
                    help="matrix square-root route (all give the same value; see mmtok.metrics.fid)")
+    p.add_argument("--reference-stats", default=None,
+                   help=".npz with mu/sigma of Inception pool3 features (e.g. an ADM reference batch) to score against")
     p.add_argument("--lpips-weights", default="auto", help="'auto' (local cache), 'random' (tests only), a path, or 'none'")
     p.add_argument("--prefixes", default="auto",
                    help="nested tokenizers: 'auto' (1,2,4,...,K), 'none', or comma-separated lengths like 1,8,32")
@@ -121,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             prefix_lengths=prefixes, out_dir=out, save_npz=not args.no_npz,
             cache_dir=args.cache_dir, use_cache=not args.no_cache, dataset_spec=args.data,
             num_workers=args.num_workers, progress=not args.no_progress, checkpoint=str(args.checkpoint),
+            reference_stats=args.reference_stats,
         )
         if rank == 0:
             _print_summary(report)
@@ -134,5 +137,5 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
 
 
-if __name__ in ("__main__",):
+if __name__ == "__main__":
     sys.exit(main())

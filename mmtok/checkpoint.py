@@ -295,6 +295,8 @@ def load_training_state(
     d = Path(step_dir)
     if not (d / STATE_NAME).is_file():
         raise FileNotFoundError(f"{d} is not a complete training checkpoint (no {STATE_NAME})")
+    dev = torch.device(map_location)
+    map_location = "cpu" if dev.type == "cpu" else str(dev)  # safetensors rejects "cpu:0"
     meta = json.loads((d / STATE_NAME).read_text())
     modules = modules or {}
     tensors: dict[str, dict[str, torch.Tensor]] = {}

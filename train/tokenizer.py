@@ -21,7 +21,6 @@ RNG states, data position). Run layout::
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -426,8 +425,14 @@ def train(cfg: TrainConfig) -> int:
             check_finite()
 
         if do_log:
-            n = max(1.0, win.pop("_n", 1.0))
-            scalars = {k: float(v) / n for k, v in win.items()}
+            n = max(1.0, float(win.pop("_n", 1.0)))
+            keys = sorted(win)
+            if keys:  # mean over the window and over processes, in one collective
+                vec = torch.stack([torch.as_tensor(win[k], dtype=torch.float32, device=device).reshape(()) for k in keys])
+                vec = accelerator.reduce(vec, reduction="mean") if world > 1 else vec
+                scalars = dict(zip(keys, (vec / n).tolist()))
+            else:
+                scalars = {}
             win.clear()
             dt = time.perf_counter() - t_window
             ips = images_per_step * n_window_steps / max(dt, 1e-9)
@@ -461,7 +466,7 @@ def train(cfg: TrainConfig) -> int:
         accelerator.wait_for_everyone()
     if main_proc:
         print(f"\nrun directory: {run_dir.resolve()}")
-        print(f"  steps:        {step}/{total}" + ("" if step >= total else f" (stopped at stop_at_step; resume with the same command)"))
+        print(f"  steps:        {step}/{total}" + ("" if step >= total else " (stopped at stop_at_step; resume with the same command)"))
         if step >= total:
             print(f"  checkpoint:   {final.resolve()}   (mmtok.load_tokenizer('{final}'){', EMA weights' if ema is not None else ''})")
         print(f"  resume state: {last_ckpt.resolve() if last_ckpt else '-'}")

@@ -20,6 +20,7 @@ _LAZY = {
     "stats_from_features": "mmtok.metrics.fid",
     # Inception features
     "InceptionFeatures": "mmtok.metrics.inception",
+    "get_inception": "mmtok.metrics.inception",
     "INCEPTION_WEIGHTS_NAME": "mmtok.metrics.inception",
     "default_weights_path": "mmtok.metrics.inception",
     "resolve_weights": "mmtok.metrics.inception",

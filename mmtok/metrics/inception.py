@@ -168,3 +168,16 @@ class InceptionFeatures(nn.Module):
             raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(x.shape)}")
         (feats,) = self.net(x.to(self.device))
         return feats.float()
+
+
+_SHARED: dict[tuple[str, str, str], InceptionFeatures] = {}
+
+
+def get_inception(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> InceptionFeatures:
+    """A process-wide shared :class:`InceptionFeatures` per (weights file, content hash, device)."""
+    path = resolve_weights(weights)
+    key = (str(path.resolve()), file_sha256(path), str(torch.device(device)))
+    if key not in _SHARED:
+        _SHARED.clear()  # keep at most one network (~100 MB) alive
+        _SHARED[key] = InceptionFeatures(path, device=device)
+    return _SHARED[key]

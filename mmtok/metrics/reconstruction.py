@@ -101,6 +101,7 @@ def evaluate_reconstruction(
     progress: bool = True,
     checkpoint: str | None = None,
     fid_method: str = "auto",
+    reference_stats: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Reconstruct ``dataset`` with ``tokenizer`` and return the report dict (also written to ``out_dir``).
 
@@ -122,11 +123,14 @@ def evaluate_reconstruction(
         checkpoint: recorded in the report.
         fid_method: matrix square-root route of ``mmtok.metrics.fid.frechet_distance``
             ("auto": exact low-rank route when N <= 2048, else scipy.linalg.sqrtm).
+        reference_stats: an ``.npz`` with ``mu`` and ``sigma`` of the same Inception pool3
+            features (e.g. an ADM reference batch) to score against instead of the dataset's own
+            images; its SHA-256 goes into the fingerprint.
 
     Under ``torch.distributed`` every rank takes a strided shard of the images; sums,
     histograms and feature statistics are all-reduced, and rank 0 writes the outputs.
     """
-    from mmtok.data import collate_images, make_loader
+    from mmtok.data import make_loader
 
     if getattr(tokenizer, "modality", None) != "image":
         raise ValueError(
@@ -175,27 +179,47 @@ def evaluate_reconstruction(
         lengths = [num_tokens]
     bits_per_image = float(tok.bits_per_image)
     codebook_size = int(tok.codebook_size)
+    expected_hw = _expected_size(tok)
+    base = dataset.dataset if isinstance(dataset, Subset) else dataset
+    res_attr = getattr(base, "resolution", None)
+    if expected_hw is not None and isinstance(res_attr, int) and (res_attr, res_attr) != expected_hw:
+        raise ValueError(  # fail before loading any network
+            f"the dataset yields {res_attr}x{res_attr} images but the tokenizer expects "
+            f"{expected_hw[0]}x{expected_hw[1]} (its image_size); open the dataset at resolution {expected_hw[0]}"
+        )
 
     inception = None
     features_desc: dict[str, Any] | None = None
     if fid:
-        from mmtok.metrics.inception import InceptionFeatures
+        from mmtok.metrics.inception import get_inception
 
-        inception = InceptionFeatures(inception_weights, device=device)
+        inception = get_inception(inception_weights, device=device)
         features_desc = inception.describe()
     lpips_net, lpips_desc = _lpips_module(lpips, device)
 
     # --- data ---------------------------------------------------------------------------
     shard = Subset(dataset, list(range(rank, total, world))) if world > 1 else dataset
     loader = make_loader(shard, batch_size=batch_size, num_workers=num_workers, shuffle=False)
-    expected_hw = _expected_size(tok)
     ident = dataset_identity(dataset, dataset_spec)
     resolution = expected_hw or (0, 0)
 
     # reference statistics: reused when the dataset + protocol were seen before
-    ref_cache = ReferenceStatsCache(cache_dir) if (fid and use_cache) else None
-    ref_key = reference_key(features_desc, ident, resolution, total) if fid else None
+    external_ref: dict[str, Any] | None = None
     ref_stats: GaussianStats | None = None
+    if fid and reference_stats is not None:
+        from mmtok.metrics.inception import file_sha256
+
+        ref_path = Path(reference_stats)
+        if not ref_path.is_file():
+            raise FileNotFoundError(f"reference statistics file not found: {ref_path}")
+        ref_stats = GaussianStats.load(ref_path)
+        if ref_stats.mu.shape != (2048,):
+            raise ValueError(f"{ref_path} holds {ref_stats.mu.shape[0]}-d statistics; Inception pool3 features are 2048-d")
+        external_ref = {"path": str(ref_path.resolve()), "sha256": file_sha256(ref_path), "n": ref_stats.n}
+    ref_cache = ReferenceStatsCache(cache_dir) if (fid and use_cache and external_ref is None) else None
+    ref_key = reference_key(features_desc, ident, resolution, total) if fid else None
+    if external_ref is not None:
+        ref_key = None
     if ref_cache is not None:
         hit = [ref_cache.get(ref_key) is not None if rank == 0 else False]
         if world > 1:
@@ -204,7 +228,7 @@ def evaluate_reconstruction(
             ref_stats = ref_cache.get(ref_key)
         ref_hit = bool(hit[0])
     else:
-        ref_hit = False
+        ref_hit = external_ref is not None
     ref_acc = FeatureStats() if (fid and not ref_hit) else None
     rec_acc = {k: FeatureStats() for k in lengths} if fid else {}
     psnr = {k: MeanMetric() for k in lengths}
@@ -305,8 +329,13 @@ def evaluate_reconstruction(
     n_images = int(counts[0])
     if n_images == 0:
         raise ValueError(f"no readable images among {total} items; first error: {skipped[0] if skipped else 'none'}")
-    if hist is None:  # this rank saw no images; still join the collective reductions
-        hist = CodebookHistogram(codebook_size, 1)
+    levels = hist.num_levels if hist is not None else 0
+    if world > 1:  # a rank that saw no images still joins the reductions with the same shape
+        lv = torch.tensor([levels], dtype=torch.long, device=device if dist.get_backend() == "nccl" else "cpu")
+        dist.all_reduce(lv, op=dist.ReduceOp.MAX)
+        levels = int(lv.item())
+    if hist is None:
+        hist = CodebookHistogram(codebook_size, max(1, levels))
     codebook = hist.compute()
 
     rows = []
@@ -333,7 +362,9 @@ def evaluate_reconstruction(
 
         if fid:
             assert ref_stats is not None
-            if ref_hit:
+            if external_ref is not None:
+                ref_source = f"external file {external_ref['path']} (sha256 {external_ref['sha256'][:16]}, N={external_ref['n']})"
+            elif ref_hit:
                 ref_source = f"cached {ref_cache.path(ref_key)}"  # type: ignore[union-attr]
             else:
                 ref_source = "computed in this run"
@@ -349,7 +380,8 @@ def evaluate_reconstruction(
         full = rows[-1]
         protocol = protocol_fingerprint(
             features_desc, ident, resolution, n_images,
-            extra={"lpips": lpips_desc.get("state_sha256"), "reference_key": ref_key, "fid_method": fid_method},
+            extra={"lpips": lpips_desc.get("state_sha256"), "reference_key": ref_key, "fid_method": fid_method,
+                   "reference": external_ref or ("dataset images (same N, crop, resolution)" if fid else None)},
         )
         cfg = getattr(tok, "config", None)
         try:

@@ -8,6 +8,23 @@ import os
 import sys
 
 
+def _user_errors(prog: str):
+    """Decorator: report bad input (missing paths, mismatched shards, bad values) as one line, exit code 2."""
+
+    def wrap(fn):
+        def run(argv: list[str] | None = None) -> int:
+            try:
+                return fn(argv)
+            except (FileNotFoundError, NotADirectoryError, ValueError, NotImplementedError, ImportError) as e:
+                print(f"{prog}: error: {e}", file=sys.stderr)
+                return 2
+
+        run.__name__, run.__doc__ = fn.__name__, fn.__doc__
+        return run
+
+    return wrap
+
+
 def _encode_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmtok encode",
@@ -37,6 +54,7 @@ def _encode_parser() -> argparse.ArgumentParser:
     return p
 
 
+@_user_errors("mmtok encode")
 def encode_main(argv: list[str] | None = None) -> int:
     args = _encode_parser().parse_args(argv)
     common = dict(resolution=args.resolution, crop=args.crop, flip=args.flip, crops=args.crops,
@@ -67,6 +85,7 @@ def encode_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@_user_errors("mmtok decode")
 def decode_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to images (PNG).")
     p.add_argument("shards", help="shard folder, shard file or glob")
@@ -85,6 +104,7 @@ def decode_main(argv: list[str] | None = None) -> int:
     return 0
 
 
+@_user_errors("mmtok inspect")
 def inspect_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmtok inspect", description="Print token shard metadata, item count and token usage.")
     p.add_argument("shards", help="shard folder, shard file or glob")

@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from mmtok.shards.format import ShardMetadata, check_compatible, load_metadata, read_shard, resolve_shards
 

@@ -22,13 +22,13 @@ def get_logger(run_dir: str | Path | None = None, main_process: bool = True) -> 
     """The ``mmtok.train`` logger: stderr on the main process, plus ``run_dir/train.log``."""
     log.setLevel(logging.INFO if main_process else logging.WARNING)
     log.propagate = False
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in log.handlers):
-        h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
-        log.addHandler(h)
-    for h in [h for h in log.handlers if isinstance(h, logging.FileHandler)]:
+    for h in list(log.handlers):  # a new run in the same process replaces the previous handlers
         log.removeHandler(h)
-        h.close()
+        if isinstance(h, logging.FileHandler):
+            h.close()
+    h = logging.StreamHandler()  # bound to the current sys.stderr
+    h.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s", "%H:%M:%S"))
+    log.addHandler(h)
     if run_dir is not None and main_process:
         fh = logging.FileHandler(Path(run_dir) / "train.log")
         fh.setFormatter(logging.Formatter("[%(asctime)s %(levelname)s] %(message)s"))
@@ -74,7 +74,8 @@ class MetricWriter:
     def write(self, step: int, scalars: dict[str, float]) -> None:
         if not self.enabled:
             return
-        row = {"step": step, **{k: (v if math.isfinite(v) else str(v)) for k, v in scalars.items()}}
+        order = sorted(scalars, key=lambda k: (not k.startswith("loss/"), not k.startswith("disc/"), k))
+        row = {"step": step, **{k: (scalars[k] if math.isfinite(scalars[k]) else str(scalars[k])) for k in order}}
         with self.path.open("a") as f:
             f.write(json.dumps(row) + "\n")
             f.flush()

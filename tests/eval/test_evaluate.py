@@ -2,6 +2,7 @@
 
 import json
 import math
+import zipfile
 
 import numpy as np
 import pytest
@@ -40,6 +41,8 @@ def test_lossless_tokenizer_scores_perfectly(pixel_tokenizer, inception_weights,
     # ADM-compatible npz holds exactly the reconstructions (== originals here), keys in order
     arr = np.load(tmp_path / "out" / "reconstructions.npz")["arr_0"]
     assert arr.dtype == np.uint8 and arr.shape == (2, 32, 32, 3)
+    with zipfile.ZipFile(tmp_path / "out" / "reconstructions.npz") as zf, zf.open("arr_0.npy") as f:
+        assert np.lib.format.read_magic(f) == (1, 0)  # the header version the ADM evaluator streams
     np.testing.assert_array_equal(arr, _real_uint8(ds, 2).permute(0, 2, 3, 1).numpy())
     keys = (tmp_path / "out" / "reconstructions_keys.txt").read_text().split()
     assert keys == [ds[i]["key"] for i in range(2)]
@@ -52,6 +55,17 @@ def test_lossless_tokenizer_scores_perfectly(pixel_tokenizer, inception_weights,
     assert again["reference_stats"]["source"].startswith("cached")
     assert again["metrics"]["rfid"] == pytest.approx(m["rfid"], abs=1e-9)
     assert again["reference_stats"]["key"] == rep["reference_stats"]["key"]
+    # external reference statistics (e.g. an ADM reference batch): same numbers, recorded in the protocol
+    ref_file = tmp_path / "cache" / f"{rep['reference_stats']['key']}.npz"
+    ext = evaluate_reconstruction(pixel_tokenizer, ds, batch_size=2, inception_weights=inception_weights, lpips=None,
+                                  prefix_lengths=None, reference_stats=ref_file, progress=False)
+    assert ext["metrics"]["rfid"] == pytest.approx(m["rfid"], abs=1e-9)
+    assert ext["protocol"]["reference"]["path"] == str(ref_file.resolve())
+    assert ext["reference_stats"]["source"].startswith("external")
+    np.savez(tmp_path / "small.npz", mu=np.zeros(64), sigma=np.eye(64))
+    with pytest.raises(ValueError, match="2048"):
+        evaluate_reconstruction(pixel_tokenizer, ds, inception_weights=inception_weights, lpips=None,
+                                prefix_lengths=None, reference_stats=tmp_path / "small.npz", progress=False)
 
 
 def test_prefix_quality_grows_with_tokens(pixel_tokenizer, tmp_path):
@@ -73,12 +87,13 @@ def test_prefix_quality_grows_with_tokens(pixel_tokenizer, tmp_path):
     assert not (tmp_path / "reconstructions.npz").exists()
 
 
-def test_metrics_match_direct_computation(tmp_path):
-    """A lossy tokenizer: report PSNR/SSIM equal per-image metrics on the saved reconstructions."""
+@pytest.mark.parametrize("name", ["titok_t32_fsq", "vqgan_t_f8_vq"])
+def test_metrics_match_direct_computation(tmp_path, name):
+    """Lossy 1D and 2D tokenizers: report PSNR/SSIM equal per-image metrics on the saved reconstructions."""
     import mmtok
     from mmtok.metrics import psnr_per_image, ssim_per_image
 
-    tok = mmtok.create_tokenizer("titok_t32_fsq").eval()
+    tok = mmtok.create_tokenizer(name).eval()
     ds = open_image_dataset("synthetic:5", 32)
     rep = evaluate_reconstruction(tok, ds, batch_size=2, fid=False, lpips=None, out_dir=tmp_path, progress=False)
     rec = torch.from_numpy(np.load(tmp_path / "reconstructions.npz")["arr_0"]).permute(0, 3, 1, 2)
@@ -88,6 +103,8 @@ def test_metrics_match_direct_computation(tmp_path):
     assert rep["prefix"] == [] and rep["metrics"]["rfid"] is None
     assert rep["throughput"]["encode_images_per_s"] > 0 and rep["throughput"]["decode_images_per_s"] > 0
     assert rep["metrics"]["bits_per_pixel"] == pytest.approx(tok.bits_per_image / 1024)
+    assert rep["tokenizer"]["token_shape"] == list(tok.token_shape)
+    assert rep["codebook"]["codes_counted"] == 5 * tok.num_tokens
 
 
 class _Empty(Dataset):

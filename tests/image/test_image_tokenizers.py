@@ -246,9 +246,9 @@ def test_registered_default_sizes():
 def test_short_training_lowers_error():
     """A few steps on a fixed batch: the reconstruction error goes down."""
     torch.manual_seed(0)
-    tok = mmtok.create_tokenizer("flextok_t32_fsq", patch_size=8, num_tokens=8)
+    tok = tiny("flextok_t32_fsq", patch_size=8, num_tokens=8)
     x = smooth_images(8)
-    opt = torch.optim.Adam(tok.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(tok.parameters(), lr=2e-3)
     losses = []
     for _ in range(30):
         out = tok(x, keep=8)
@@ -258,3 +258,28 @@ def test_short_training_lowers_error():
         opt.step()
         losses.append(loss.item())
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
+
+
+@pytest.mark.parametrize("name", ["flextok_t32_fsq", "titok_t32_vq", "vqgan_t_f8_vq"])
+def test_bf16_autocast_forward_backward(name):
+    torch.manual_seed(0)
+    tok = tiny(name)
+    x = images(2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = tok(x)
+        codes = tok.encode(x)
+    assert out.recon.dtype == torch.bfloat16 and torch.isfinite(out.recon.float()).all()
+    assert out.loss.dtype == torch.float32  # quantizer math stays fp32
+    ((out.recon.float() - x).pow(2).mean() + out.loss).backward()
+    assert tok.last_layer_weight.grad is not None
+    assert codes.shape == (2, *tok.token_shape)
+
+
+def test_class_from_pretrained_hub_mixin_path(tmp_path):
+    tok = mmtok.create_tokenizer("flextok_t32_fsq").eval()
+    tok.save_pretrained(tmp_path)
+    again = TiTokTokenizer.from_pretrained(tmp_path)
+    x = images(1)
+    assert torch.equal(again.encode(x), tok.encode(x))
+    with pytest.raises(TypeError, match="not a VQGANTokenizer"):
+        VQGANTokenizer.from_pretrained(tmp_path)

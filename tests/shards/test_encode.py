@@ -114,7 +114,7 @@ def test_flip_and_multicrop_copies_are_encodings_of_the_views(tmp_path, tiny_ckp
     assert rows[("synthetic/000002", "crop1+flip")] == c1f[0].tolist()
 
 
-def test_rerun_skips_finished_shards_and_refuses_another_tokenizer(tmp_path, tiny_ckpt, other_ckpt):
+def test_rerun_skips_finished_shards_and_refuses_another_tokenizer(tmp_path, tiny_ckpt, other_ckpt, capsys):
     out = tmp_path / "tok"
     kw = dict(batch_size=4, shard_size=4, num_workers=0, progress=False)
     encode_dataset(tiny_ckpt, "synthetic:10", out, **kw)
@@ -127,6 +127,12 @@ def test_rerun_skips_finished_shards_and_refuses_another_tokenizer(tmp_path, tin
     assert (out / "shard-000000.parquet").stat().st_mtime_ns == mtimes["shard-000000.parquet"]
     with pytest.raises(ShardMismatchError, match="checkpoint_hash"):
         encode_dataset(other_ckpt, "synthetic:10", out, **kw)
+    from mmtok.shards.cli import encode_main
+
+    rc = encode_main([str(other_ckpt), "synthetic:10", str(out), "--batch-size", "4", "--shard-size", "4",
+                      "--workers", "0", "--no-progress"])
+    assert rc == 2 and "checkpoint_hash" in capsys.readouterr().err
+    assert _shard_bytes(out) == before  # nothing was overwritten
     # Trainers pin the tokenizer: matching shards load, another checkpoint is refused.
     assert TokenDataset(out, expect=expected_metadata(tiny_ckpt)).num_items == 10
     with pytest.raises(ShardMismatchError, match="checkpoint_hash"):

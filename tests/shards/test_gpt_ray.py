@@ -17,6 +17,15 @@ def test_tiny_gpt_learns_from_encoded_shards(tmp_path, tiny_ckpt):
                       bos_id=1000)  # codebook ids 0..999, BOS after them
     assert ds.vocab_size == 1001
     torch.manual_seed(0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: one thread avoids oversubscription stalls on a shared CPU
+    try:
+        _train_and_check(ds)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_and_check(ds: TokenDataset) -> None:
     model = TinyGPT(ds.vocab_size, max_len=33, dim=64, depth=2, heads=4)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []

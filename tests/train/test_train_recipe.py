@@ -142,3 +142,17 @@ def test_bad_config_is_a_clear_error(recipe, tmp_path: Path, capsys) -> None:
     assert "not found" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="nowhere"):
         recipe["main"]([cfg, *tiny_run_overrides(tmp_path / "r"), f"data.train={tmp_path / 'nowhere'}"])
+
+
+def test_demo_runs_the_main_job(tmp_path: Path, capsys) -> None:
+    from mmtok.demo import main as demo_main
+
+    run = tmp_path / "demo"
+    sets = ["--set", "optim.batch_size=2", "--set", "cpu_threads=1", "--set", "logging.progress=false",
+            "--set", "checkpoint.every=2", "--set", "logging.image_every=2"]
+    assert demo_main(["--steps", "2", "--run-dir", str(run), *sets]) == 0
+    out = capsys.readouterr().out
+    for what in ("checkpoint:", "recon grid:", "metrics:"):
+        assert what in out
+    assert mmtok.load_tokenizer(run / "final").num_tokens == 32
+    assert (run / "samples" / "step_00000002.png").is_file() and len(read_metrics(run)) == 1
