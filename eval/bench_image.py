@@ -5,8 +5,8 @@ shows medians over repeated timed calls and each variant's speed relative to the
 row (the reference, by default ``titok_s128_fsq``, whose published counterpart TiTok-S-128
 has 51.8M parameters and encodes / decodes ~8 img/s at batch 8, 256x256, on a 2-core CPU).
 
-CPU (always): fp32, ``torch.inference_mode``. GPU (when CUDA is present and ``--device cuda``
-or ``auto``): bf16 autocast with the encoder and decoder wrapped by ``torch.compile``, and
+CPU (always): fp32, ``torch.inference_mode``. GPU (when CUDA is present, with the default
+``--device auto`` or ``--device cuda``): bf16 autocast with the encoder and decoder wrapped by ``torch.compile``, and
 model FLOPs utilisation (MFU) against the GPU's dense bf16 peak.
 
     python eval/bench_image.py                       # representative set, CPU
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--image-size", type=int, default=None, help="override every variant's image_size")
     p.add_argument("--tiny", action="store_true", help="shrink widths/depths (smoke runs; not the real models)")
-    p.add_argument("--device", default="cpu", help="cpu, cuda, or auto (cuda when available)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, or auto (CPU, then the GPU when there is one)")
     p.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="GPU: run eager instead of torch.compile")
     p.add_argument("--peak-tflops", type=float, default=None, help="GPU bf16 peak for MFU when the device is not known")
@@ -178,13 +178,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=1)
     args = p.parse_args(argv)
 
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if args.device == "auto":  # CPU always, plus the GPU when there is one
+        devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    else:
+        devices = [args.device]
+    if "cuda" in devices and not torch.cuda.is_available():
         p.error("--device cuda requested but CUDA is not available")
-    if device.type == "cuda":
-        args.warmup = max(args.warmup, 3)  # compilation happens in the first calls
     if args.threads:
         torch.set_num_threads(args.threads)
     names = mmtok.list_tokenizers(modality="image") if args.variants == "all" else [v.strip() for v in args.variants.split(",") if v.strip()]
@@ -192,16 +191,26 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         p.error(f"unknown variant(s) {unknown}; see mmtok.list_tokenizers(modality='image')")
 
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    mode = "bf16 autocast" + (" + torch.compile" if args.compile else "") if device.type == "cuda" else "fp32"
-    load = f", load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
-    print(f"# bench_image: {where}, {mode}, batch {args.batch}{load}; reference row: {names[0]}", file=sys.stderr)
-    rows = []
-    for name in names:
-        rows.append(bench_variant(name, args, device))
-        r = rows[-1]
-        print(f"  {name}: enc {r['enc_ips']:.1f} img/s, dec {r['dec_ips']:.1f} img/s", file=sys.stderr, flush=True)
-    print(render(rows, device))
+    for dev_name in devices:
+        device = torch.device(dev_name)
+        warmup = args.warmup
+        if device.type == "cuda":
+            args.warmup = max(args.warmup, 3)  # compilation happens in the first calls
+            where = torch.cuda.get_device_name(device)
+            mode = "bf16 autocast" + (" + torch.compile" if args.compile else "")
+        else:
+            where, mode = f"CPU, {torch.get_num_threads()} threads", "fp32"
+        load = f", load avg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores" if hasattr(os, "getloadavg") else ""
+        header = f"{where}, {mode}, batch {args.batch}{load}; reference row: {names[0]}"
+        print(f"# bench_image: {header}", file=sys.stderr)
+        rows = []
+        for name in names:
+            rows.append(bench_variant(name, args, device))
+            r = rows[-1]
+            print(f"  {name}: enc {r['enc_ips']:.1f} img/s, dec {r['dec_ips']:.1f} img/s", file=sys.stderr, flush=True)
+        print(f"\n{header}\n")
+        print(render(rows, device))
+        args.warmup = warmup
     return 0
 
 

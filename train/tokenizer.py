@@ -143,12 +143,15 @@ def idle_cpu_threads() -> int:
     return max(1, min(cores, int((os.cpu_count() or cores) - busy + 0.5)))
 
 
-def adamw(module: torch.nn.Module, lr: float, betas: tuple[float, float], weight_decay: float, eps: float = 1e-8) -> torch.optim.AdamW:
-    """AdamW with no weight decay on biases, norms, embeddings-as-vectors (params with < 2 dims)."""
+def adamw(module: torch.nn.Module, lr: float, betas: tuple[float, float], weight_decay: float, eps: float = 1e-8,
+          fused: bool = False) -> torch.optim.AdamW:
+    """AdamW with no weight decay on biases, norms, embeddings-as-vectors (params with < 2 dims).
+
+    ``fused``: the single-kernel CUDA implementation (plain / DDP parameters on GPU)."""
     decay = [p for p in module.parameters() if p.requires_grad and p.ndim >= 2]
     no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim < 2]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas), eps=eps)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=lr, betas=tuple(betas), eps=eps, fused=fused or None)
 
 
 def _is_fsdp(accelerator: Any) -> bool:
@@ -225,8 +228,12 @@ def train(cfg: TrainConfig) -> int:
     loss_fn = build_loss(cfg).to(device)
     disc_raw = loss_fn.discriminator
     ema = EMA(tok, cfg.ema.decay, cfg.ema.warmup).to(device) if cfg.ema.enabled else None
-    opt = adamw(tok, cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.eps)
-    disc_opt = adamw(disc_raw, cfg.discriminator.lr, cfg.discriminator.betas, cfg.discriminator.weight_decay) if disc_raw is not None else None
+    fused = device.type == "cuda" and not _is_fsdp(accelerator)
+    tok.to(device)  # before the optimiser: fused AdamW needs its parameters on the GPU
+    opt = adamw(tok, cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.eps, fused=fused)
+    disc_opt = None
+    if disc_raw is not None:
+        disc_opt = adamw(disc_raw, cfg.discriminator.lr, cfg.discriminator.betas, cfg.discriminator.weight_decay, fused=fused)
 
     model_in = torch.compile(tok) if cfg.compile else tok
     model, opt = accelerator.prepare(model_in, opt)
@@ -295,7 +302,7 @@ def train(cfg: TrainConfig) -> int:
 
     stream = BatchStream(dataset, cfg.optim.batch_size, cfg.data.num_workers, shuffle=True, seed=cfg.seed, rank=rank,
                          world_size=world, drop_last=True, state=stream_state)
-    grid_images = _grid_batch(cfg, device)
+    grid_images = _grid_batch(dataset, cfg, device)
     grid_prefixes = prefix_lengths_for(tok.num_tokens) if nested else None
 
     total = cfg.schedule.total_steps
@@ -314,13 +321,14 @@ def train(cfg: TrainConfig) -> int:
 
     def next_batch() -> torch.Tensor:
         nonlocal skipped
-        while True:
+        for _ in range(stream.batches_per_epoch + 1):
             batch = next(stream)
             for path, msg in batch["errors"]:
                 skipped += 1
                 log.warning("skipped unreadable image %s (%s)", path, msg)
             if batch["image"] is not None:
                 return batch["image"].to(device, non_blocking=True)
+        raise ValueError(f"no readable image in a whole epoch of {cfg.data.train}; see {run_dir / 'train.log'}")
 
     def checkpoint(step: int) -> Path:
         modules: dict[str, Any] = {"model": _model_weights(accelerator, model, tok)}
@@ -494,9 +502,12 @@ def _add(acc: dict[str, Any], values: dict[str, Any], scale: float) -> None:
         acc[k] = acc.get(k, 0.0) + v * scale
 
 
-def _grid_batch(cfg: TrainConfig, device: torch.device) -> torch.Tensor:
+def _grid_batch(dataset: Any, cfg: TrainConfig, device: torch.device) -> torch.Tensor:
     """The first ``logging.num_images`` readable images, center-cropped (fixed across the run)."""
-    ds = open_image_dataset(cfg.data.train, cfg.data.resolution, crop="center", flip=False, seed=cfg.seed)
+    import copy
+
+    ds = copy.copy(dataset)  # shares the file index; only the transforms differ
+    ds.crop, ds.flip = "center", False
     imgs = []
     for i in range(len(ds)):
         item = ds[i]
@@ -504,6 +515,8 @@ def _grid_batch(cfg: TrainConfig, device: torch.device) -> torch.Tensor:
             imgs.append(item["image"])
         if len(imgs) == cfg.logging.num_images:
             break
+    if not imgs:
+        raise ValueError(f"no readable image in {cfg.data.train}")
     return torch.stack(imgs).to(device)
 
 

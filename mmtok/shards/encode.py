@@ -170,7 +170,7 @@ class _ShardBuffer:
     batches: int = 0
     keys: list[str] = field(default_factory=list)
     augs: list[str] = field(default_factory=list)
-    codes: list[Tensor] = field(default_factory=list)  # (B * copies, *token_shape) int64 on CPU
+    codes: list[Tensor] = field(default_factory=list)  # (B * copies, *token_shape) int64 on the encode device
     labels: list[int] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
@@ -304,7 +304,8 @@ class ShardEncoder:
                 buf.errors.extend({"path": p, "error": m, "shard": buf.index} for p, m in batch["errors"])
                 if batch["image"] is not None:
                     views = make_views(batch["image"], self.res, self.crops, self.flip)
-                    codes = torch.stack([self.enc(v).cpu() for v in views], dim=1)  # (B, copies, *token_shape)
+                    # Codes stay on the device until the shard is complete: no host sync per batch.
+                    codes = torch.stack([self.enc(v) for v in views], dim=1)  # (B, copies, *token_shape)
                     B = codes.shape[0]
                     buf.codes.append(codes.reshape(B * len(views), *codes.shape[2:]))
                     buf.keys.extend(k for k in batch["key"] for _ in self.augs)
@@ -319,7 +320,9 @@ class ShardEncoder:
                         if f.done() or len(inflight) >= 2:
                             f.result()
                     inflight = [f for f in inflight if not f.done()]
-                    inflight.append(writer.submit(self._flush, buffers.pop(buf.index)))
+                    done = buffers.pop(buf.index)
+                    done.codes = [torch.cat(done.codes).cpu()] if done.codes else []
+                    inflight.append(writer.submit(self._flush, done))
                     result.shards_written.append(buf.index)
                     result.items_written += len(buf.keys)
                     result.errors.extend(buf.errors)

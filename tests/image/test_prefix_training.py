@@ -23,7 +23,7 @@ def synthetic_images(n: int) -> torch.Tensor:
     return torch.stack([ds[i]["image"] for i in range(n)])
 
 
-def train_and_measure(data: torch.Tensor, steps: int, num_tokens: int = 8) -> dict[int, float]:
+def train_and_measure(data: torch.Tensor, steps: int, num_tokens: int = 8, batch: int = 32) -> dict[int, float]:
     torch.manual_seed(0)
     tok = mmtok.create_tokenizer("flextok_t32_fsq", patch_size=8, num_tokens=num_tokens)
     opt = torch.optim.AdamW(tok.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
@@ -40,7 +40,7 @@ def train_and_measure(data: torch.Tensor, steps: int, num_tokens: int = 8) -> di
     before = errors()
     tok.train()
     for _ in range(steps):
-        x = data[torch.randint(0, len(data), (32,), generator=g)]
+        x = data[torch.randint(0, len(data), (batch,), generator=g)]
         out = tok(x)  # nested dropout: a random prefix per sample
         loss = (out.recon - x).pow(2).mean() + out.loss
         opt.zero_grad()

@@ -221,3 +221,33 @@ def test_ranks_without_coordination_and_inspect_cli(tmp_path, tiny_ckpt, capsys)
     assert inspect_main([str(out), "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["num_tokens"] == 18 * 32 and sum(stats["histogram"]) == 18 * 32
+
+
+def test_tar_shard_input_with_a_corrupt_member(tmp_path, tiny_ckpt, image_folder):
+    import io
+    import tarfile
+
+    tars = []
+    for t in range(2):
+        path = tmp_path / f"data-{t:04d}.tar"
+        with tarfile.open(path, "w") as tf:
+            for i in range(3):
+                j = (t * 3 + i) % 8
+                src = image_folder / ("cats" if j % 2 else "dogs") / f"img{j:02d}.png"
+                data = src.read_bytes() if (t, i) != (1, 1) else b"\x89PNG broken"
+                info = tarfile.TarInfo(f"sample{i:03d}.png")
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+                cls = str(i).encode()
+                info = tarfile.TarInfo(f"sample{i:03d}.cls")
+                info.size = len(cls)
+                tf.addfile(info, io.BytesIO(cls))
+        tars.append(path)
+    out = tmp_path / "tok"
+    res = encode_dataset(tiny_ckpt, str(tmp_path / "data-{0000..0001}.tar"), out, batch_size=2, shard_size=4,
+                         num_workers=1, progress=False)
+    assert res.manifest["num_items"] == 5 and res.manifest["num_errors"] == 1
+    (err,) = read_errors(out)
+    assert "data-0001.tar" in err["path"] and "sample001" in err["path"]
+    labels = {k: lab for f in sorted(out.glob("shard-*")) for k, lab in zip(*read_shard(f, ["key", "label"]).to_pydict().values())}
+    assert labels["data-0000/sample002"] == 2

@@ -156,3 +156,17 @@ def test_demo_runs_the_main_job(tmp_path: Path, capsys) -> None:
         assert what in out
     assert mmtok.load_tokenizer(run / "final").num_tokens == 32
     assert (run / "samples" / "step_00000002.png").is_file() and len(read_metrics(run)) == 1
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_bf16_compile_and_resume(recipe, tmp_path: Path) -> None:
+    """bf16 autocast + torch.compile + fused AdamW on CUDA; stop / resume gives the same losses."""
+    base = tiny_model_overrides("titok_t32_fsq") + ["device=cuda", "precision=bf16", "compile=true", "checkpoint.every=2"]
+    cfg = str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert recipe["main"]([cfg, *tiny_run_overrides(straight, steps=4), *base]) == 0
+    assert recipe["main"]([cfg, *tiny_run_overrides(split, steps=4), *base, "stop_at_step=2"]) == 0
+    assert recipe["main"]([cfg, *tiny_run_overrides(split, steps=4), *base]) == 0
+    a, b = _loss_rows(straight), _loss_rows(split)
+    assert len(a) == 4 and [r["loss/total"] for r in a] == pytest.approx([r["loss/total"] for r in b], rel=1e-3)
