@@ -116,8 +116,8 @@ class InceptionFeatures(nn.Module):
     """Pool3 (2048-d) Inception-v3 features of images, as used by FID.
 
     Args:
-        weights: path of ``weights-inception-2015-12-05-6726825d.pth`` (or a state dict of
-            the same network), or None / "auto" for the torch hub cache.
+        weights: path of ``weights-inception-2015-12-05-6726825d.pth`` (or any state-dict
+            file of the same network), or None / "auto" for the torch hub cache.
         device: where to run the network.
 
     ``forward(x)`` takes uint8 (B, 3, H, W) in [0, 255] (any H, W; resized to 299 inside)

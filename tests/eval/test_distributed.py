@@ -23,7 +23,12 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        from conftest import PixelConfig, PixelTokenizer
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("eval_conftest", os.path.join(os.path.dirname(__file__), "conftest.py"))
+        helpers = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(helpers)
+        PixelConfig, PixelTokenizer = helpers.PixelConfig, helpers.PixelTokenizer
 
         from mmtok.data import open_image_dataset
         from mmtok.metrics import CodebookHistogram, FeatureStats, MeanMetric, evaluate_reconstruction

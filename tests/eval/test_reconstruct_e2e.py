@@ -98,6 +98,8 @@ def test_eval_cli_bad_input(trained_checkpoint, tmp_path, capsys, recipe_main, m
                         "--out", str(tmp_path / "o2"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert INCEPTION_WEIGHTS_NAME in err and str(tmp_path / "hub" / "checkpoints") in err
-    # a missing checkpoint
-    assert recipe_main([str(tmp_path / "nope"), "--data", "synthetic:2"]) == 2
+    # a missing checkpoint, through the `mmtok eval` dispatcher
+    from mmtok.cli import main as mmtok_main
+
+    assert mmtok_main(["eval", str(tmp_path / "nope"), "--data", "synthetic:2"]) == 2
     assert "not found" in capsys.readouterr().err
