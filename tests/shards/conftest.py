@@ -69,11 +69,3 @@ def meta_factory():
     """``meta_factory(**overrides)`` -> a ShardMetadata for hand-made shards."""
     return fake_meta
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core CPU: one intra-op thread avoids oversubscription stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
