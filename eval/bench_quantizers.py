@@ -1,8 +1,9 @@
 """Forward+backward time of each mmtok quantizer vs the raw vector-quantize-pytorch module it wraps.
 
 Both sides run the *same* module instance (the wrapper's inner module called directly vs
-through the wrapper), on the same input, interleaved A/B/A/B so machine noise hits both
-alike; the table reports medians and the ratio wrapper / raw (target <= 1.05).
+through the wrapper), on the same input, in adjacent A/B pairs (alternating which goes
+first) so machine noise hits both alike; the table reports median times and the median of
+the per-pair ratios wrapper / raw (target <= 1.05).
 
     python eval/bench_quantizers.py [--batch 16 --tokens 256 --dim 256 --iters 30] [--device cuda]
 """
@@ -59,7 +60,7 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - t
 
 
-def bench(name: str, cfg: dict, args: argparse.Namespace, device: torch.device) -> tuple[str, float, float]:
+def bench(name: str, cfg: dict, args: argparse.Namespace, device: torch.device) -> tuple[str, float, float, float, int]:
     torch.manual_seed(0)
     q = Q.build(cfg, dim=args.dim).to(device).train()
     raw = inner(q)
@@ -68,10 +69,20 @@ def bench(name: str, cfg: dict, args: argparse.Namespace, device: torch.device) 
         step_wrapper(q, z)
         step_raw(raw, z)
     tw, tr = [], []
-    for _ in range(args.iters):
-        tw.append(timed(lambda: step_wrapper(q, z), device))
-        tr.append(timed(lambda: step_raw(raw, z), device))
-    return name, statistics.median(tw) * 1e3, statistics.median(tr) * 1e3
+    start = time.perf_counter()
+    i = 0
+    # at least --iters pairs, more for fast quantizers (up to --budget seconds, 400 pairs)
+    while i < args.iters or (time.perf_counter() - start < args.budget and i < 400):
+        if i % 2:  # alternate which side runs first, so order effects cancel
+            tr.append(timed(lambda: step_raw(raw, z), device))
+            tw.append(timed(lambda: step_wrapper(q, z), device))
+        else:
+            tw.append(timed(lambda: step_wrapper(q, z), device))
+            tr.append(timed(lambda: step_raw(raw, z), device))
+        i += 1
+    # median of per-pair ratios: adjacent runs share the machine's momentary load
+    ratio = statistics.median(a / b for a, b in zip(tw, tr))
+    return name, statistics.median(tw) * 1e3, statistics.median(tr) * 1e3, ratio, i
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,21 +90,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--tokens", type=int, default=256)
     p.add_argument("--dim", type=int, default=256)
-    p.add_argument("--iters", type=int, default=30)
+    p.add_argument("--iters", type=int, default=20, help="minimum A/B pairs per quantizer")
+    p.add_argument("--budget", type=float, default=3.0, help="seconds per quantizer for extra pairs")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--device", action="append", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
     args = p.parse_args(argv)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
-    print(f"input (B, N, D) = ({args.batch}, {args.tokens}, {args.dim}); forward+backward, median of {args.iters}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"input (B, N, D) = ({args.batch}, {args.tokens}, {args.dim}); forward+backward in training mode; ms = medians, ratio = median of per-pair ratios; torch {torch.__version__}, {torch.get_num_threads()} threads")
     worst = 0.0
     for dev in devices:
         device = torch.device(dev)
-        print(f"\n| device | quantizer | mmtok ms | raw vector-quantize-pytorch ms | ratio |")
-        print("|---|---|---:|---:|---:|")
+        print(f"\n| device | quantizer | mmtok ms | raw vector-quantize-pytorch ms | ratio | pairs |")
+        print("|---|---|---:|---:|---:|---:|")
         for name, cfg in CONFIGS.items():
-            n, w, r = bench(name, cfg, args, device)
-            worst = max(worst, w / r)
-            print(f"| {dev} | {n} | {w:.2f} | {r:.2f} | {w / r:.3f} |", flush=True)
+            n, w, r, ratio, pairs = bench(name, cfg, args, device)
+            worst = max(worst, ratio)
+            print(f"| {dev} | {n} | {w:.2f} | {r:.2f} | {ratio:.3f} | {pairs} |", flush=True)
     print(f"\nworst ratio {worst:.3f} (target <= 1.05)")
     return 0
 

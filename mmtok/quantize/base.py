@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -12,19 +13,47 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 
+class LazyMetrics(Mapping[str, Tensor]):
+    """A read-only mapping computed on first access, so a training step that never reads the
+    codebook metrics does not pay for the codebook-sized histogram."""
+
+    def __init__(self, compute: Callable[[], dict[str, Tensor]]) -> None:
+        self._compute: Callable[[], dict[str, Tensor]] | None = compute
+        self._data: dict[str, Tensor] | None = None
+
+    def _get(self) -> dict[str, Tensor]:
+        if self._data is None:
+            assert self._compute is not None
+            self._data, self._compute = self._compute(), None
+        return self._data
+
+    def __getitem__(self, key: str) -> Tensor:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return f"LazyMetrics({self._get()!r})"
+
+
 @dataclass
 class QuantizerOutput:
     """quantized: (B, N, D) with straight-through gradient, in the input dtype.
     codes:     (B, N) or (B, N, Q) int64 ids in [0, codebook_size) (-1 marks a residual level
                dropped by quantizer dropout in training).
     loss:      0-dim fp32 tensor, already weighted (commitment / codebook / entropy terms).
-    metrics:   detached 0-dim tensors: usage, perplexity, dead_codes.
+    metrics:   detached 0-dim tensors: usage, perplexity, dead_codes (a mapping computed on
+               first read; eager and all-reduced under torch.distributed).
     """
 
     quantized: Tensor
     codes: Tensor
     loss: Tensor
-    metrics: dict[str, Tensor] = field(default_factory=dict)
+    metrics: Mapping[str, Tensor] = field(default_factory=dict)
 
 
 def check_tokens(z: Tensor, dim: int, name: str = "z") -> None:
@@ -142,43 +171,63 @@ class Quantizer(nn.Module):
 
     # --- metrics -----------------------------------------------------------------------
     @torch.no_grad()
-    def code_metrics(self, codes: Tensor) -> dict[str, Tensor]:
+    def code_metrics(self, codes: Tensor) -> Mapping[str, Tensor]:
         """usage (fraction of codes used in the batch), perplexity, dead_codes.
 
         Residual codes are counted per level and averaged. ``dead_codes`` counts codes not
         used during the last ``dead_window`` training steps (in eval: not used in the batch).
+        Under torch.distributed (world > 1) the histogram is all-reduced, eagerly, so every
+        rank takes part in the collective; otherwise usage and perplexity are computed on
+        first read.
         """
         K = self.codebook_size
-        if codes.ndim == 3:  # residual: one histogram per level, -1 (dropped level) to a spare bin
+        codes = codes.detach()
+        if codes.ndim == 3:  # residual: level i uses bins [i*K, (i+1)*K); -1 (dropped) -> spare bin
             flat = codes.reshape(-1, codes.shape[-1])
             levels = flat.shape[1]
-            ids = torch.where(flat >= 0, flat + torch.arange(levels, device=flat.device) * K, levels * K)
-            hist = torch.bincount(ids.reshape(-1), minlength=levels * K + 1)[:-1].reshape(levels, K)
+            ids = torch.where(flat >= 0, flat + torch.arange(levels, device=flat.device) * K, levels * K).reshape(-1)
         else:
-            levels = 1
-            hist = torch.bincount(codes.reshape(-1), minlength=K).reshape(1, K)
-        hist = hist.float()
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(hist)
-        p = hist / hist.sum(-1, keepdim=True).clamp_min(1)
-        entropy = torch.special.entr(p).sum(-1)
-        used = hist > 0
-        usage = used.float().mean(-1)
-        if self.training:
-            dead = self._track_dead(used)
-        else:
-            dead = (~used).sum(-1).float()
-        return {
-            "usage": usage.mean(),
-            "perplexity": entropy.exp().mean(),
-            "dead_codes": dead.mean(),
-        }
+            levels, ids = 1, codes.reshape(-1)
 
-    def _track_dead(self, used: Tensor) -> Tensor:
-        if not self._tracker_ready or self._last_used.shape != used.shape or self._last_used.device != used.device:
-            self._last_used = torch.zeros(used.shape, dtype=torch.long, device=used.device)
-            self._step = torch.zeros((), dtype=torch.long, device=used.device)
+        def histogram() -> Tensor:
+            return torch.bincount(ids, minlength=levels * K + 1)[: levels * K].reshape(levels, K)
+
+        def summary(hist: Tensor, dead: Tensor | None) -> dict[str, Tensor]:
+            p = hist / hist.sum(-1, keepdim=True).clamp_min(1)
+            used = hist > 0
+            return {
+                "usage": (used.sum(-1) / K).mean(),
+                "perplexity": torch.special.entr(p).sum(-1).exp().mean(),
+                "dead_codes": (K - used.sum(-1) if dead is None else dead).float().mean(),
+            }
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            hist = histogram()
+            dist.all_reduce(hist)
+            dead = self._track_dead(hist.reshape(-1) > 0, levels, K) if self.training else None
+            return summary(hist, dead)
+        # the dead-code count is read lazily too: read it in the step that produced it
+        dead = self._track_dead(ids, levels, K, lazy=True) if self.training else None
+        return LazyMetrics(lambda: summary(histogram(), None if dead is None else dead()))
+
+    def _track_dead(self, used: Tensor, levels: int, K: int, lazy: bool = False) -> Tensor | Callable[[], Tensor]:
+        """Mark codes as used at this step (``used``: a bool mask over levels*K codes or a
+        tensor of flat code ids); return per-level counts of codes unused for ``dead_window``
+        steps (or, with ``lazy``, a function computing them). State is a plain attribute
+        (not saved): it restarts with the process."""
+        n = levels * K
+        if not self._tracker_ready or self._last_used.numel() != n + 1 or self._last_used.device != used.device:
+            self._last_used = torch.zeros(n + 1, dtype=torch.long, device=used.device)  # +1: spare bin
+            self._step = 0
             self._tracker_ready = True
         self._step += 1
-        self._last_used = torch.where(used, self._step, self._last_used)
-        return ((self._step - self._last_used) >= self.dead_window).sum(-1).float()
+        if used.dtype == torch.bool:
+            self._last_used[:n].masked_fill_(used, self._step)
+        else:
+            self._last_used.index_fill_(0, used, self._step)
+        last_used, cutoff = self._last_used[:n], self._step - self.dead_window
+
+        def count() -> Tensor:
+            return (last_used <= cutoff).reshape(levels, K).sum(-1)
+
+        return count if lazy else count()
