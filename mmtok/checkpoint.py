@@ -11,7 +11,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -68,31 +69,16 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` into ``save_directory``.
-
-    The directory is assembled under a temporary name and swapped in, so an existing
-    checkpoint at the same path stays loadable until the new one is complete.
-    """
-    import mmtok
-    from mmtok.config import config_hash, to_dict
-    from safetensors.torch import save_model
-
-    target = Path(save_directory)
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """Yield a staging directory next to ``target``; on success fsync its files and swap it
+    in for ``target`` (an existing ``target`` stays complete until the swap). On error the
+    staging directory is removed and ``target`` is untouched."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
-        save_model(model, str(staging / WEIGHTS_NAME))
-        cfg = to_dict(model.config)
-        meta = {
-            "mmtok_version": mmtok.__version__,
-            "family": type(model).__name__,
-            "variant": getattr(model, "variant_name", None),
-            "modality": model.modality,
-            "config_hash": config_hash(cfg),
-            "config": cfg,
-        }
-        (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+        yield staging
         for f in staging.iterdir():
             with open(f, "rb+") as fh:
                 os.fsync(fh.fileno())
@@ -108,6 +94,31 @@ def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) ->
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` into ``save_directory``.
+
+    The directory is assembled under a temporary name and swapped in, so an existing
+    checkpoint at the same path stays loadable until the new one is complete.
+    """
+    import mmtok
+    from mmtok.config import config_hash, to_dict
+    from safetensors.torch import save_model
+
+    target = Path(save_directory)
+    with atomic_directory(target) as staging:
+        save_model(model, str(staging / WEIGHTS_NAME))
+        cfg = to_dict(model.config)
+        meta = {
+            "mmtok_version": mmtok.__version__,
+            "family": type(model).__name__,
+            "variant": getattr(model, "variant_name", None),
+            "modality": model.modality,
+            "config_hash": config_hash(cfg),
+            "config": cfg,
+        }
+        (staging / CONFIG_NAME).write_text(json.dumps(meta, indent=2) + "\n")
     return target
 
 
@@ -240,10 +251,7 @@ def save_training_state(
     from safetensors.torch import save_file, save_model
 
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    target = root / _step_dir_name(step)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=root))
-    try:
+    with atomic_directory(root / _step_dir_name(step)) as staging:
         for name, m in modules.items():
             path = staging / f"{name}.safetensors"
             if isinstance(m, torch.nn.Module):
@@ -254,21 +262,7 @@ def save_training_state(
             _save_object(obj, staging / f"{name}.pt")
         state = {"step": int(step), "modules": sorted(modules), "objects": sorted(objects or {}), **(meta or {})}
         (staging / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
-        for f in staging.iterdir():
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(staging)
-        old = None
-        if target.exists():
-            old = root / f".{target.name}.old-{os.getpid()}"
-            os.replace(target, old)
-        os.replace(staging, target)
-        _fsync_dir(root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    target = root / _step_dir_name(step)
     # leftovers of interrupted writes and checkpoints beyond keep_last
     for d in root.iterdir():
         if d.name.startswith(f".{_STEP_PREFIX}") and d.is_dir():
