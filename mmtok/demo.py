@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         "reconstruction grid and metrics are.",
     )
     p.add_argument("what", nargs="?", default="train", choices=["train", "quantizers"])
-    p.add_argument("--steps", type=int, default=None, help="training steps (train: the config's 300; quantizers: 200)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (train: the config's 2000; quantizers: 200)")
     p.add_argument("--run-dir", default="runs/demo_titok_t32_fsq", help="train: run directory (resumes if it exists)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="train: extra config override, e.g. --set optim.batch_size=32 (repeatable)")
