@@ -57,7 +57,9 @@ def test_rng_state_round_trip_is_exact() -> None:
 
 def test_config_overrides_types_and_unknown_keys(tmp_path) -> None:
     cfg = load_train_config(MAIN_JOB, ["optim.lr=3e-4", "model.overrides.num_tokens=16"])
-    assert isinstance(cfg, TrainConfig) and cfg.optim.lr == 3e-4 and cfg.model.overrides == {"num_tokens": 16}
+    assert isinstance(cfg, TrainConfig) and cfg.optim.lr == 3e-4
+    base = load_train_config(MAIN_JOB).model.overrides
+    assert cfg.model.overrides == {**base, "num_tokens": 16}  # merged into the YAML's overrides
     assert cfg.resume == "auto" and cfg.disc_start_step == cfg.loss.gan_start_step
     with pytest.raises(ConfigError, match="optim"):
         load_train_config(MAIN_JOB, ["optim.momentum=0.9"])
