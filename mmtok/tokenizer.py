@@ -56,8 +56,12 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
         raise NotImplementedError
 
     @property
-    def codebook_size(self) -> int:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def codebook_size(self) -> int:
+        """Codes per token id; by default the ``quantizer`` submodule's."""
+        quantizer = getattr(self, "quantizer", None)
+        if quantizer is None:  # pragma: no cover - subclasses without a quantizer override this
+            raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
+        return quantizer.codebook_size
 
     @property
     def device(self) -> torch.device:

@@ -246,10 +246,6 @@ class TiTokTokenizer(Tokenizer):
         return self.config.num_tokens
 
     @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
     def bits_per_image(self) -> float:
         return self.num_tokens * self.quantizer.bits_per_token
 

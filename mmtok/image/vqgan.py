@@ -77,10 +77,6 @@ class VQGANTokenizer(Tokenizer):
         return h * w
 
     @property
-    def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
-
-    @property
     def bits_per_image(self) -> float:
         return self.num_tokens * self.quantizer.bits_per_token
 

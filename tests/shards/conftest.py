@@ -36,26 +36,24 @@ def make_shards(root: Path, lengths: list[list[int]], meta: ShardMetadata | None
     return root
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory) -> Path:
+def _saved_tiny_tokenizer(tmp_path_factory, name: str, seed: int) -> Path:
+    """A random-init ``titok_t32_fsq`` (weights from ``seed``) saved under a temp dir."""
     import mmtok
 
-    torch.manual_seed(0)
-    tok = mmtok.create_tokenizer("titok_t32_fsq")
-    path = tmp_path_factory.mktemp("ckpt") / "titok_t32"
-    tok.save_pretrained(path)
+    torch.manual_seed(seed)
+    path = tmp_path_factory.mktemp("ckpt") / name
+    mmtok.create_tokenizer("titok_t32_fsq").save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    return _saved_tiny_tokenizer(tmp_path_factory, "titok_t32", seed=0)
 
 
 @pytest.fixture(scope="session")
 def other_ckpt(tmp_path_factory) -> Path:
-    import mmtok
-
-    torch.manual_seed(1)
-    tok = mmtok.create_tokenizer("titok_t32_fsq")
-    path = tmp_path_factory.mktemp("ckpt") / "titok_t32_other"
-    tok.save_pretrained(path)
-    return path
+    return _saved_tiny_tokenizer(tmp_path_factory, "titok_t32_other", seed=1)
 
 
 @pytest.fixture
