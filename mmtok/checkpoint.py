@@ -1,99 +1,23 @@
-"""Checkpoints: ``save_pretrained`` / ``load_tokenizer`` (safetensors + config.json) and atomic writes.
-
-Every write goes to a temporary file in the destination folder, is fsync'ed, then renamed
-over the target, so a crash at any point leaves either the old or the new file, never a
-torn one.
-"""
+"""Checkpoints: ``save_pretrained`` / ``load_tokenizer`` (safetensors + config.json) and
+training state for exact resume. Writes are atomic (``mmtok.io``)."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
-import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from mmtok.io import atomic_directory, atomic_write, atomic_write_bytes, atomic_write_json, atomic_write_text, file_sha256  # noqa: F401
 
 if TYPE_CHECKING:
     from mmtok.tokenizer import Tokenizer
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | Path, write_fn: Callable[[Path], None]) -> Path:
-    """Call ``write_fn(tmp_path)`` then fsync and rename ``tmp_path`` to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        write_fn(tmp_path)
-        with open(tmp_path, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp_path, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        tmp_path.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    return atomic_write(path, lambda p: p.write_bytes(data))
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-@contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
-    """Yield a staging directory next to ``target``; on success fsync its files and swap it
-    in for ``target`` (an existing ``target`` stays complete until the swap). On error the
-    staging directory is removed and ``target`` is untouched."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield staging
-        for f in staging.iterdir():
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
-        _fsync_dir(staging)
-        old = None
-        if target.exists():
-            old = target.with_name(f".{target.name}.old-{os.getpid()}")
-            os.replace(target, old)
-        os.replace(staging, target)
-        _fsync_dir(target.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) -> Path:
@@ -122,7 +46,7 @@ def save_pretrained(model: "Tokenizer", save_directory: str | Path, **_: Any) ->
     return target
 
 
-def _resolve(path_or_id: str | Path) -> Path:
+def _resolve(path_or_id: str | Path, allow_download: bool = False) -> Path:
     p = Path(path_or_id)
     if p.is_dir():
         return p
@@ -132,20 +56,24 @@ def _resolve(path_or_id: str | Path) -> Path:
     looks_local = s.startswith((".", "/", "~")) or s.count("/") != 1 or os.sep + os.sep in s
     if looks_local:
         raise FileNotFoundError(f"checkpoint directory not found: {p}")
-    try:  # a hub id such as "org/name": use the local hub cache, download only when allowed
+    # a hub id such as "org/name": the local hub cache only, unless a download is asked for
+    # (allow_download=True) and HF_HUB_OFFLINE is not set
+    offline = not allow_download or os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=s, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME]))
-    except Exception as e:  # offline / not cached / no such repo
+        return Path(snapshot_download(repo_id=s, allow_patterns=[WEIGHTS_NAME, CONFIG_NAME], local_files_only=offline))
+    except Exception as e:  # not cached / offline / no such repo
+        how = "not in the local hub cache (pass allow_download=True to fetch it)" if offline else "not downloadable"
         raise FileNotFoundError(
-            f"{s!r} is neither a local checkpoint directory nor a hub id available offline ({type(e).__name__}: {e}). "
+            f"{s!r} is neither a local checkpoint directory nor a hub id {how} ({type(e).__name__}: {e}). "
             f"Place {WEIGHTS_NAME} and {CONFIG_NAME} in a directory and pass its path."
         ) from e
 
 
-def read_checkpoint_config(path_or_id: str | Path) -> dict[str, Any]:
+def read_checkpoint_config(path_or_id: str | Path, allow_download: bool = False) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint (family, variant, modality, config, version)."""
-    d = _resolve(path_or_id)
+    d = _resolve(path_or_id, allow_download)
     cfg_path = d / CONFIG_NAME
     if not cfg_path.is_file():
         raise FileNotFoundError(f"{d} has no {CONFIG_NAME}; is it an mmtok checkpoint?")
@@ -164,16 +92,19 @@ def load_tokenizer(
     device: str | torch.device = "cpu",
     modality: str | None = None,
     strict: bool = True,
+    allow_download: bool = False,
 ) -> "Tokenizer":
     """Rebuild a tokenizer from a ``save_pretrained`` directory (or hub id) in eval mode.
 
     ``modality`` ("image", "video", "audio"), when given, is checked against the checkpoint.
+    A hub id is read from the local hub cache only; ``allow_download=True`` lets it fetch
+    (unless ``HF_HUB_OFFLINE`` is set).
     """
     from mmtok.config import from_dict
     from mmtok.registry import get_family
     from safetensors.torch import load_model
 
-    d = _resolve(path_or_id)
+    d = _resolve(path_or_id, allow_download)
     meta = read_checkpoint_config(d)
     if modality is not None and meta.get("modality") != modality:
         raise ValueError(

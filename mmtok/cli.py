@@ -7,46 +7,24 @@ dispatches (imports happen lazily, so ``mmtok --help`` is instant).
 from __future__ import annotations
 
 import argparse
-import runpy
 import sys
 from importlib import import_module
-from pathlib import Path
 
-# name -> (one-line help, target). A target is "module:function" (called with argv) or
-# "recipe:relative/path.py" (a recipe script of the source checkout, run with argv).
+# name -> (one-line help, "module:function" called with argv and returning the exit code)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("list registered tokenizers and quantizers", "mmtok.cli:list_main"),
     "demo": ("main job: tiny end-to-end run on built-in synthetic data (CPU-friendly)", "mmtok.demo:main"),
-    "train": ("train a tokenizer from a YAML config: mmtok train CONFIG [key=value ...]", "recipe:train/tokenizer.py"),
-    "eval": ("evaluate a checkpoint (rFID, PSNR, SSIM, LPIPS, codebook stats)", "recipe:eval/reconstruct.py"),
+    "train": ("train a tokenizer from a YAML config: mmtok train CONFIG [key=value ...]", "mmtok.training.cli:train_main"),
+    "eval": ("evaluate a checkpoint (rFID, PSNR, SSIM, LPIPS, codebook stats)", "mmtok.metrics.cli:eval_main"),
     "encode": ("encode a dataset into token shards: mmtok encode CHECKPOINT INPUT OUTPUT_DIR", "mmtok.shards.cli:encode_main"),
     "decode": ("decode token shards back to images/audio/video: mmtok decode SHARDS OUT", "mmtok.shards.cli:decode_main"),
     "inspect": ("print token shard metadata, item count and token usage", "mmtok.shards.cli:inspect_main"),
 }
 
 
-def repo_root() -> Path:
-    return Path(__file__).resolve().parent.parent
-
-
-def _run_target(name: str, target: str, argv: list[str]) -> int:
-    kind, _, ref = target.partition(":")
-    if kind == "recipe":
-        script = repo_root() / ref
-        if not script.is_file():
-            print(f"mmtok {name}: recipe {ref} not found next to the package ({script}); "
-                  "install mmtok from a source checkout (pip install -e .)", file=sys.stderr)
-            return 2
-        old = sys.argv
-        sys.argv = [f"mmtok {name}", *argv]
-        try:
-            ns = runpy.run_path(str(script), run_name="__mmtok_cli__")
-            rc = ns["main"](argv)
-        finally:
-            sys.argv = old
-        return int(rc or 0)
-    fn = getattr(import_module(kind), ref)
-    return int(fn(argv) or 0)
+def _run_target(target: str, argv: list[str]) -> int:
+    module, _, fn = target.partition(":")
+    return int(getattr(import_module(module), fn)(argv) or 0)
 
 
 def list_main(argv: list[str]) -> int:
@@ -91,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     name = argv[0]
-    return _run_target(name, SUBCOMMANDS[name][1], argv[1:])
+    return _run_target(SUBCOMMANDS[name][1], argv[1:])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from mmtok.io import atomic_write_text
+
 T = TypeVar("T")
 
 
@@ -121,8 +123,6 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
 
 
 def save_yaml(obj: Any, path: str | Path) -> None:
-    from mmtok.checkpoint import atomic_write_text
-
     atomic_write_text(path, yaml.safe_dump(to_dict(obj), sort_keys=False))
 
 

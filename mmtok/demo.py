@@ -68,7 +68,7 @@ def quantizer_demo(steps: int = 200, seed: int = 0) -> list[dict]:
     return rows
 
 
-MAIN_JOB_CONFIG = "configs/image/titok_t32_fsq_synthetic.yaml"
+MAIN_JOB_RECIPE = "image/titok_t32_fsq_synthetic"  # shipped in the package: mmtok/configs/image/
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,11 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="mmtok demo",
         description="Small demonstrations on built-in synthetic data. Default: train a tiny 1D tokenizer "
-        f"({MAIN_JOB_CONFIG}) on CPU in a few minutes and print where the checkpoint, "
+        f"(built-in recipe {MAIN_JOB_RECIPE}) on CPU in a few minutes and print where the checkpoint, "
         "reconstruction grid and metrics are.",
     )
     p.add_argument("what", nargs="?", default="train", choices=["train", "quantizers"])
-    p.add_argument("--steps", type=int, default=None, help="training steps (train: the config's 2000; quantizers: 200)")
+    p.add_argument("--steps", type=int, default=None, help="training steps (train: the recipe's 2000; quantizers: 200)")
     p.add_argument("--run-dir", default="runs/demo_titok_t32_fsq", help="train: run directory (resumes if it exists)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="train: extra config override, e.g. --set optim.batch_size=32 (repeatable)")
@@ -89,18 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.what == "quantizers":
         quantizer_demo(steps=args.steps or 200)
         return 0
-    import runpy
+    from mmtok.training.cli import train_main
 
-    from mmtok.cli import repo_root
-
-    root = repo_root()
-    recipe, config = root / "train" / "tokenizer.py", root / MAIN_JOB_CONFIG
-    if not recipe.is_file() or not config.is_file():
-        print(f"mmtok demo: {recipe} / {config} not found; run from a source checkout (pip install -e .)", file=sys.stderr)
-        return 2
     overrides = [f"run_dir={args.run_dir}", *(["schedule.total_steps=%d" % args.steps] if args.steps else []), *args.overrides]
-    print(f"mmtok demo: training {MAIN_JOB_CONFIG} on CPU-friendly synthetic images -> {args.run_dir}", flush=True)
-    return int(runpy.run_path(str(recipe), run_name="__mmtok_demo__")["main"]([str(config), *overrides]) or 0)
+    print(f"mmtok demo: training {MAIN_JOB_RECIPE} on CPU-friendly synthetic images -> {args.run_dir}", flush=True)
+    return train_main([MAIN_JOB_RECIPE, *overrides])
 
 
 if __name__ == "__main__":  # pragma: no cover

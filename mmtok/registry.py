@@ -53,13 +53,13 @@ def _ensure_loaded() -> None:
     global _loaded
     if _loaded:
         return
-    _loaded = True
     for mod in _PROVIDERS:
         try:
             import_module(mod)
         except ModuleNotFoundError as e:  # a modality package that does not exist yet
             if e.name != mod:
                 raise
+    _loaded = True  # only once every provider imported: a failed import is retried next time
 
 
 def list_tokenizers(pattern: str | None = None, modality: str | None = None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -27,18 +28,35 @@ class TokenizerOutput:
 
 
 class Tokenizer(nn.Module, PyTorchModelHubMixin):
-    """Common protocol: ``encode``, ``decode``, ``forward``, ``save_pretrained``.
+    """The contract every image / video / audio tokenizer fills.
 
-    Subclasses set ``config_class`` (their family's dataclass) and ``modality`` and are
-    constructed from a config instance: ``Cls(config)``. ``mmtok.load_tokenizer`` rebuilds
-    any subclass registered with ``mmtok.registry.register_family`` from its ``config.json``.
+    Subclasses set ``config_class`` (their family's dataclass) and ``modality`` (no
+    default) and are constructed from a config instance: ``Cls(config)``.
+    ``mmtok.load_tokenizer`` rebuilds any subclass registered with
+    ``mmtok.registry.register_family`` from its ``config.json``.
+
+    What the layers above (training loop, eval loop, shard encoder, AR data) read is
+    declared here, so none of them probes a tokenizer with ``getattr``:
+
+    - ``encode(x) -> codes``, ``decode(codes) -> x``, ``forward(x) -> TokenizerOutput``
+    - ``check_input(x)``: shape / range / dtype / rate errors, before any work
+    - ``token_shape``: the code grid of one item (residual level last when there are several)
+    - ``codebook_sizes``: one entry per residual level; ``num_codebooks``; ``bits_per_item``
+    - ``is_nested`` / ``prefix_lengths()``: prefix-decodable 1D tokens
+    - ``last_layer_weight``: the decoder's output weight (adaptive GAN weight)
+    - ``preprocessing()``: what a dataset must deliver (image: ``resolution``; audio:
+      ``sample_rate``), passed to ``mmtok.data.open_dataset``
+    - ``describe()``: modality facts recorded in shard metadata and eval reports
+      (audio adds ``sample_rate`` / ``frame_rate``)
     """
 
     config_class: ClassVar[type]
-    modality: ClassVar[str] = "image"
+    modality: ClassVar[str]
 
     def __init__(self, config: Any) -> None:
         super().__init__()
+        if not isinstance(getattr(type(self), "modality", None), str):
+            raise TypeError(f"{type(self).__name__} must set the class attribute 'modality' ('image', 'video' or 'audio')")
         if not isinstance(config, self.config_class):
             raise TypeError(f"{type(self).__name__} expects a {self.config_class.__name__}, got {type(config).__name__}")
         self.config = config
@@ -51,17 +69,79 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
     def decode(self, codes: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    @property
-    def num_tokens(self) -> int:  # pragma: no cover - abstract
+    def check_input(self, x: Tensor) -> None:  # pragma: no cover - abstract
+        """Raise ``TypeError`` / ``ValueError`` saying what to fix if ``x`` cannot be encoded."""
         raise NotImplementedError
 
     @property
-    def codebook_size(self) -> int:
-        """Codes per token id; by default the ``quantizer`` submodule's."""
+    def token_shape(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        """Code grid of one item at the training size, without the residual-level axis."""
+        raise NotImplementedError
+
+    @property
+    def last_layer_weight(self) -> Tensor:  # pragma: no cover - abstract
+        """The decoder's last weight (the adaptive GAN weight balances gradients there)."""
+        raise NotImplementedError
+
+    def preprocessing(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Keyword arguments for ``mmtok.data.open_dataset`` that make items fit this model."""
+        raise NotImplementedError
+
+    # --- derived facts (override where they differ) -----------------------------------
+    @property
+    def num_tokens(self) -> int:
+        """Token positions per item (product of ``token_shape``)."""
+        return int(math.prod(self.token_shape))
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        """Codes per id, one entry per residual level (by default the ``quantizer``'s)."""
         quantizer = getattr(self, "quantizer", None)
         if quantizer is None:  # pragma: no cover - subclasses without a quantizer override this
-            raise NotImplementedError(f"{type(self).__name__} must define codebook_size")
-        return quantizer.codebook_size
+            raise NotImplementedError(f"{type(self).__name__} must define codebook_sizes")
+        return (int(quantizer.codebook_size),) * int(quantizer.num_codebooks)
+
+    @property
+    def codebook_size(self) -> int:
+        """Largest codebook of any level (the id range a code may take)."""
+        return max(self.codebook_sizes)
+
+    @property
+    def num_codebooks(self) -> int:
+        """Residual levels (code ids per token position)."""
+        return len(self.codebook_sizes)
+
+    @property
+    def codes_shape(self) -> tuple[int, ...]:
+        """Shape of one item's codes: ``token_shape`` plus the level axis when there are several."""
+        return self.token_shape if self.num_codebooks == 1 else (*self.token_shape, self.num_codebooks)
+
+    @property
+    def bits_per_item(self) -> float:
+        """Bits of one item's codes at the training size."""
+        return self.num_tokens * sum(math.log2(k) for k in self.codebook_sizes)
+
+    @property
+    def is_nested(self) -> bool:
+        """True when every prefix ``codes[:, :k]`` decodes (ordered 1D tokens)."""
+        return False
+
+    def prefix_lengths(self) -> list[int]:
+        """Prefix lengths worth reporting for a nested tokenizer (1, 2, 4, ..., K); ``[K]`` otherwise."""
+        return prefix_lengths(self.num_tokens) if self.is_nested else [self.num_tokens]
+
+    def describe(self) -> dict[str, Any]:
+        """Modality-independent facts plus the modality's own (``preprocessing()``)."""
+        return {
+            "modality": self.modality,
+            "family": type(self).__name__,
+            "variant": self.variant_name,
+            "token_shape": list(self.token_shape),
+            "codebook_sizes": list(self.codebook_sizes),
+            "bits_per_item": float(self.bits_per_item),
+            "is_nested": bool(self.is_nested),
+            **self.preprocessing(),
+        }
 
     @property
     def device(self) -> torch.device:
@@ -85,6 +165,27 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
         if not isinstance(tok, cls):
             raise TypeError(f"{pretrained_model_name_or_path} holds a {type(tok).__name__}, not a {cls.__name__}")
         return tok
+
+
+def prefix_lengths(num_tokens: int) -> list[int]:
+    """1, 2, 4, ... below ``num_tokens``, then ``num_tokens`` itself (the one prefix-length ladder)."""
+    if num_tokens < 1:
+        raise ValueError(f"num_tokens must be >= 1, got {num_tokens}")
+    return [2**i for i in range(int(math.log2(num_tokens)) + 1) if 2**i < num_tokens] + [int(num_tokens)]
+
+
+def as_codes(codes: Any, device: torch.device | None = None) -> Tensor:
+    """Any integer tensor (int64, int32, uint16 as stored in shards, ...) -> int64 on ``device``.
+
+    Raises ``TypeError`` for float / bool / complex input or non-tensors.
+    """
+    if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
+        got = codes.dtype if isinstance(codes, Tensor) else type(codes).__name__
+        raise TypeError(f"codes must be an integer tensor (as returned by encode), got {got}")
+    # uint16/uint32 lack most kernels (min/max, indexing): widen on the CPU side first
+    if codes.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        codes = codes.cpu().to(torch.int64)
+    return codes.to(device=device, dtype=torch.int64) if device is not None else codes.to(torch.int64)
 
 
 def check_range(x: Tensor, name: str = "input", tol: float = 1e-3) -> None:

@@ -1,11 +1,15 @@
-"""Datasets and loaders: image folders, WebDataset-style tar shards, procedural synthetic images.
+"""Datasets and loaders for every modality: one item protocol, one collate, one opener.
 
-Every image dataset yields ``{"image": (3,H,W) float in [-1,1], "key", "path", "label"}``;
-an unreadable file yields ``{"image": None, "key", "path", "error"}`` and
-``collate_images`` drops it and reports ``(path, message)`` in the batch's ``"errors"``.
+Every dataset yields ``{"x", "key", "path", "label", "meta"}`` items (``mmtok.data.base``);
+an unreadable file yields ``x = None`` with an ``"error"`` and ``collate`` drops it and
+reports ``(path, message)`` in the batch's ``"errors"``.
 
-    ds = mmtok.data.open_image_dataset("synthetic:4096", resolution=32)
+    ds = mmtok.data.open_dataset("synthetic:4096", modality="image", resolution=32)
+    ds = mmtok.data.open_dataset(spec, modality=tok.modality, **tok.preprocessing())
     loader = mmtok.data.make_loader(ds, batch_size=16, shuffle=True, seed=0)
+
+A modality plugs in with ``register_modality(name, opener, views)``: its dataset opener
+(``spec, **preprocessing -> Dataset``) and its augmentation views class for encoding.
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from __future__ import annotations
 import glob
 from pathlib import Path
 
-from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset
+from collections.abc import Callable
+from typing import Any
+
+from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset, error_item, make_item
 from mmtok.data.folder import ImageFolder
-from mmtok.data.loader import BatchStream, ShardedSampler, collate_images, make_loader
+from mmtok.data.loader import BatchStream, ShardedSampler, collate, make_loader
 from mmtok.data.synthetic import SyntheticImages
 from mmtok.data.tar import TarShardImages, expand_braces
-from mmtok.data.transforms import resize_crop, to_model_range, to_uint8
+from mmtok.data.transforms import ImageViews, resize_crop, to_model_range, to_uint8
 
 
 def open_image_dataset(spec: str | Path, resolution: int, crop: str = "center", flip: bool = False, seed: int = 0) -> ImageDataset:
@@ -51,14 +58,47 @@ def open_image_dataset(spec: str | Path, resolution: int, crop: str = "center", 
     raise ValueError(f"unsupported dataset source {p}: expected an image folder or .tar shards")
 
 
+_MODALITIES: dict[str, tuple[Callable[..., Any], type]] = {}
+
+
+def register_modality(name: str, opener: Callable[..., Any], views: type) -> None:
+    """Make ``open_dataset(spec, modality=name, ...)`` and ``views_for(name, ...)`` work for a modality."""
+    _MODALITIES[name] = (opener, views)
+
+
+def _modality(name: str) -> tuple[Callable[..., Any], type]:
+    if name not in _MODALITIES:
+        raise ValueError(f"no datasets for modality {name!r}; known: {sorted(_MODALITIES)}")
+    return _MODALITIES[name]
+
+
+def open_dataset(spec: str | Path, modality: str = "image", **preprocessing: Any) -> Any:
+    """Dataset for ``spec`` in ``modality``; ``preprocessing`` are the modality's options
+    (image: ``resolution``, ``crop``, ``flip``, ``seed``; see :func:`open_image_dataset`)."""
+    return _modality(modality)[0](spec, **preprocessing)
+
+
+def views_for(modality: str, **options: Any) -> Any:
+    """The augmentation views of ``modality`` (image: :class:`ImageViews`: flips and crops)."""
+    return _modality(modality)[1](**options)
+
+
+register_modality("image", open_image_dataset, ImageViews)
+
 __all__ = [
+    "open_dataset",
+    "register_modality",
+    "views_for",
+    "make_item",
+    "error_item",
+    "ImageViews",
     "IMAGE_EXTENSIONS",
     "ImageDataset",
     "SyntheticImages",
     "ImageFolder",
     "TarShardImages",
     "open_image_dataset",
-    "collate_images",
+    "collate",
     "make_loader",
     "ShardedSampler",
     "BatchStream",

@@ -7,7 +7,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset
+from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset, make_item
 from mmtok.data.transforms import load_image
 
 
@@ -48,7 +48,7 @@ class ImageFolder(ImageDataset):
                 x = load_image(img, self.resolution, self.crop, self.flip, self._rng(index))
         except Exception as e:  # corrupt / truncated / unreadable: reported, never fatal
             return self.error_item(key, str(path), e)
-        return {"image": x, "key": key, "path": str(path), "label": label}
+        return make_item(x, key, str(path), label)
 
     def __repr__(self) -> str:
         return f"ImageFolder({str(self.root)!r}, {len(self)} images, resolution={self.resolution}, crop={self.crop!r}, flip={self.flip})"

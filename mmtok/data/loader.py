@@ -9,24 +9,25 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 
-def collate_images(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack dataset items; unreadable items (``image is None``) are dropped and reported.
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Batch protocol items of any modality; unreadable items (``x is None``) are dropped and reported.
 
-    Returns ``{"image": (B,3,H,W) or None when every item failed, "key": [...],
-    "path": [...], "label": LongTensor (B,), "errors": [(path, message), ...]}``.
+    Returns ``{"x": (B, ...) or None when every item failed, "key": [...], "path": [...],
+    "label": LongTensor (B,), "meta": [dict, ...], "errors": [(path, message), ...]}``.
     """
-    good = [it for it in items if it.get("image") is not None]
-    errors = [(str(it.get("path", it.get("key", "?"))), str(it.get("error", "unreadable"))) for it in items if it.get("image") is None]
+    good = [it for it in items if it.get("x") is not None]
+    errors = [(str(it.get("path", it.get("key", "?"))), str(it.get("error", "unreadable"))) for it in items if it.get("x") is None]
     if not good:
-        return {"image": None, "key": [], "path": [], "label": torch.zeros(0, dtype=torch.long), "errors": errors}
-    shapes = {tuple(it["image"].shape) for it in good}
+        return {"x": None, "key": [], "path": [], "label": torch.zeros(0, dtype=torch.long), "meta": [], "errors": errors}
+    shapes = {tuple(it["x"].shape) for it in good}
     if len(shapes) != 1:
-        raise ValueError(f"cannot batch images of different shapes {sorted(shapes)}; set a fixed resolution")
+        raise ValueError(f"cannot batch items of different shapes {sorted(shapes)}; set a fixed size in the preprocessing")
     return {
-        "image": torch.stack([it["image"] for it in good]),
+        "x": torch.stack([it["x"] for it in good]),
         "key": [it["key"] for it in good],
         "path": [it["path"] for it in good],
         "label": torch.tensor([int(it.get("label", 0)) for it in good], dtype=torch.long),
+        "meta": [dict(it.get("meta") or {}) for it in good],
         "errors": errors,
     }
 
@@ -85,7 +86,7 @@ def make_loader(
     start_batch: int = 0,
     pin_memory: bool | None = None,
 ) -> DataLoader:
-    """DataLoader with ``collate_images``, a ``ShardedSampler`` and its own RNG.
+    """DataLoader with ``collate``, a ``ShardedSampler`` and its own RNG.
 
     The loader never draws from the global torch RNG (it owns a generator seeded from
     ``seed`` and ``rank``), so model randomness is unaffected by data loading and a
@@ -105,7 +106,7 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=num_workers,
-        collate_fn=collate_images,
+        collate_fn=collate,
         drop_last=drop_last,
         generator=gen,
         pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmtok.data.base import ImageDataset
+from mmtok.data.base import ImageDataset, make_item
 
 SHAPES = ("circle", "rectangle", "triangle", "ellipse")
 TEXTURES = ("none", "stripes", "checker", "waves")
@@ -117,7 +117,7 @@ class SyntheticImages(ImageDataset):
         if rng is not None and rng.random() < 0.5:
             x = x.flip(-1)
         key = f"synthetic/{index:06d}"
-        return {"image": x, "key": key, "path": key, "label": label}
+        return make_item(x, key, key, label)
 
     def __repr__(self) -> str:
         return f"SyntheticImages(num_items={self.num_items}, resolution={self.resolution}, seed={self.seed})"

@@ -21,7 +21,7 @@ from typing import Any
 
 from PIL import Image
 
-from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset
+from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset, make_item
 from mmtok.data.transforms import load_image
 
 _LABEL_EXTS = ("cls", "cls.txt", "label", "label.txt")
@@ -158,7 +158,7 @@ class TarShardImages(ImageDataset):
                 x = load_image(img, self.resolution, self.crop, self.flip, self._rng(index))
         except Exception as e:  # corrupt member: reported, never fatal
             return self.error_item(full_key, path, e)
-        return {"image": x, "key": full_key, "path": path, "label": label}
+        return make_item(x, full_key, path, label)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)

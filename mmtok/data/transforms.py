@@ -7,6 +7,8 @@ after a resume.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from PIL import Image
@@ -90,3 +92,52 @@ def load_image(img: Image.Image, resolution: int, crop: str, flip: bool, rng: np
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """Per-item generator: augmentation is a pure function of (seed, epoch, index)."""
     return np.random.default_rng([int(seed), int(epoch), int(index)])
+
+
+class ImageViews:
+    """Augmentation copies an encode run stores next to each image: a horizontal flip and
+    up to five crops (center, then the corners) of ``resolution`` taken from the image
+    loaded at ``resolution * crop_scale``.
+
+    ``names`` gives the copies in row order (e.g. ``["orig", "flip"]``); ``views(x)`` maps a
+    batch (B, 3, R', R') to that many (B, 3, R, R) batches; ``load_preprocessing`` is what the
+    dataset must deliver (the larger size when cropping).
+    """
+
+    MAX_CROPS = 5
+
+    def __init__(self, resolution: int, crops: int = 1, flip: bool = False, crop_scale: float = 1.125) -> None:
+        if not 1 <= crops <= self.MAX_CROPS:
+            raise ValueError(f"crops must be in [1, {self.MAX_CROPS}], got {crops}")
+        if crops > 1 and crop_scale <= 1.0:
+            raise ValueError(f"crop_scale must be > 1 for multi-crop, got {crop_scale}")
+        self.resolution, self.crops, self.flip, self.crop_scale = int(resolution), int(crops), bool(flip), float(crop_scale)
+
+    @property
+    def names(self) -> list[str]:
+        base = ["orig"] if self.crops == 1 else [f"crop{c}" for c in range(self.crops)]
+        return [n for b in base for n in ([b, f"{b}+flip" if self.crops > 1 else "flip"] if self.flip else [b])]
+
+    @property
+    def load_preprocessing(self) -> dict[str, Any]:
+        res = self.resolution if self.crops == 1 else int(round(self.resolution * self.crop_scale))
+        return {"resolution": res}
+
+    def describe(self) -> dict[str, Any]:
+        return {"augmentations": self.names, "crop_scale": self.crop_scale if self.crops > 1 else None}
+
+    def views(self, x: Tensor) -> list[Tensor]:
+        H, W = x.shape[-2:]
+        r = self.resolution
+        if self.crops == 1:
+            bases = [x]
+        else:
+            cy, cx = (H - r) // 2, (W - r) // 2
+            corners = [(cy, cx), (0, 0), (0, W - r), (H - r, 0), (H - r, W - r)][: self.crops]
+            bases = [x[..., y: y + r, xx: xx + r] for y, xx in corners]
+        out = []
+        for b in bases:
+            out.append(b)
+            if self.flip:
+                out.append(torch.flip(b, dims=[-1]))
+        return out

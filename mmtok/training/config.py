@@ -26,10 +26,15 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    train: str = "synthetic:4096"  # see mmtok.data.open_image_dataset
-    resolution: int = 32
-    crop: str = "random"  # "center" | "random"
-    flip: bool = True
+    """The training set: a spec for ``mmtok.data.open_dataset`` in the tokenizer's modality.
+
+    ``preprocessing`` is passed to the modality's opener on top of what the tokenizer needs
+    (``tok.preprocessing()``, e.g. an image tokenizer's resolution); a value that contradicts
+    the tokenizer is an error. Images: ``resolution``, ``crop`` ("center" | "random"), ``flip``.
+    """
+
+    train: str = "synthetic:4096"
+    preprocessing: dict[str, Any] = field(default_factory=lambda: {"crop": "random", "flip": True})
     num_workers: int = 0
 
 
@@ -59,7 +64,7 @@ class LossConfig:
     l1_weight: float = 1.0
     l2_weight: float = 0.0
     perceptual_weight: float = 1.0
-    perceptual: str | None = "random"  # "auto" (local LPIPS weights), "random" (tests/demo), a path, or null
+    perceptual: str | None = "auto"  # "auto" (local LPIPS trunk or a clear error naming the file), a path, "random" (tests only), or null
     gan_weight: float = 0.0
     gan_start_step: int = 0
     adaptive_gan_weight: bool = True
@@ -69,10 +74,12 @@ class LossConfig:
 
 @dataclass
 class DiscriminatorConfig:
-    """PatchGAN discriminator and its own AdamW (used when loss.gan_weight > 0)."""
+    """Discriminator (by registered name, ``mmtok.losses.build_discriminator``) and its own
+    AdamW; used when loss.gan_weight > 0. ``options`` are the discriminator's keyword
+    arguments (PatchGAN: base_channels, num_layers, norm); ``in_channels`` comes from the data."""
 
-    base_channels: int = 64
-    num_layers: int = 3
+    type: str = "patchgan"
+    options: dict[str, Any] = field(default_factory=dict)
     lr: float = 1e-4
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 1e-4
@@ -136,8 +143,8 @@ class TrainConfig:
         need(self.distributed in ("ddp", "fsdp2"), f"distributed must be ddp|fsdp2, got {self.distributed!r}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto|cpu|cuda, got {self.device!r}")
         need(bool(self.resume), "resume must be 'auto', 'never' or a checkpoint directory")
-        need(self.data.crop in ("center", "random"), f"data.crop must be center|random, got {self.data.crop!r}")
-        need(self.data.resolution > 0, "data.resolution must be positive")
+        need(bool(str(self.data.train).strip()), "data.train must name a dataset (e.g. synthetic:4096 or a folder)")
+        need(self.data.num_workers >= 0, "data.num_workers must be >= 0")
         need(self.optim.batch_size > 0 and self.optim.grad_accum > 0, "optim.batch_size and optim.grad_accum must be positive")
         need(self.optim.lr > 0, "optim.lr must be positive")
         need(self.schedule.total_steps > 0, "schedule.total_steps must be positive")

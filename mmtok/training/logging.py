@@ -1,5 +1,5 @@
-"""Run logging: JSONL metrics, TensorBoard, optional wandb, codebook-usage window,
-reconstruction grids."""
+"""Run logging: JSONL metrics, TensorBoard, optional wandb, the log window (loss sums and
+codebook usage)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,14 @@ import json
 import logging
 import math
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from mmtok.checkpoint import atomic_write
+from mmtok.io import atomic_write
 
 log = logging.getLogger("mmtok.train")
 
@@ -107,74 +108,70 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
 
 
-class CodeUsage:
-    """Histogram of code ids over a logging window.
+class MetricWindow:
+    """Running sums of a log window (device tensors, no host sync per step) and the
+    window's codebook histogram (one per residual level, ``mmtok.metrics.CodebookHistogram``).
 
-    ``usage`` = distinct codes / min(codebook size, tokens seen): 1.0 means no code was
-    repeated that could have been avoided, so small windows are not mistaken for collapse.
-    ``perplexity`` = exp(entropy) of the window's code distribution.
+    ``codebook/usage`` here is distinct codes / min(codebook size, tokens seen) per level,
+    so a small window is not mistaken for collapse; ``codebook/perplexity`` is exp(entropy).
+    Both are saved in checkpoints (``state_dict``) so resumed logs match an uninterrupted run.
     """
 
-    def __init__(self, codebook_size: int) -> None:
-        self.codebook_size = int(codebook_size)
-        self.hist = torch.zeros(self.codebook_size, dtype=torch.long)
+    def __init__(self, codebook_size: int, num_levels: int = 1) -> None:
+        from mmtok.metrics.codebook import CodebookHistogram
 
-    @torch.no_grad()
-    def update(self, codes: Tensor) -> None:
-        ids = codes.detach().reshape(-1)
-        ids = ids[(ids >= 0) & (ids < self.codebook_size)].long().cpu()
-        self.hist += torch.bincount(ids, minlength=self.codebook_size)
+        self.codebook_size, self.num_levels = int(codebook_size), int(num_levels)
+        self.codes = CodebookHistogram(self.codebook_size, self.num_levels)
+        self.sums: dict[str, Any] = {}
+        self.steps = 0
+        self.t0 = time.perf_counter()
 
-    def compute(self, reset: bool = True) -> dict[str, float]:
-        total = int(self.hist.sum())
-        if total == 0:
+    def add(self, terms: dict[str, Any]) -> None:
+        for k, v in terms.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+
+    def flush(self, accelerator: Any, items_per_step: int, extra: dict[str, float]) -> dict[str, float]:
+        """Window means (averaged over processes in one collective) + codebook stats + ``extra``; resets."""
+        keys = sorted(self.sums)
+        scalars: dict[str, float] = {}
+        n = max(1, self.steps)
+        if keys:
+            dev = accelerator.device
+            vec = torch.stack([torch.as_tensor(self.sums[k], dtype=torch.float32, device=dev).reshape(()) for k in keys])
+            vec = accelerator.reduce(vec, reduction="mean") if accelerator.num_processes > 1 else vec
+            scalars = dict(zip(keys, (vec / n).tolist()))
+        dt = time.perf_counter() - self.t0
+        scalars.update(self.codebook_scalars())
+        scalars.update(extra)
+        scalars["perf/items_per_s"] = items_per_step * self.steps / max(dt, 1e-9)
+        self.sums, self.steps, self.t0 = {}, 0, time.perf_counter()
+        self.codes = type(self.codes)(self.codebook_size, self.num_levels)
+        return scalars
+
+    def codebook_scalars(self) -> dict[str, float]:
+        st = self.codes.compute(reduce=False)
+        if st["codes_counted"] == 0:
             return {}
-        p = self.hist.double() / total
-        ent = float(-(p[p > 0] * p[p > 0].log()).sum())
-        out = {
-            "codebook/usage": int((self.hist > 0).sum()) / min(self.codebook_size, total),
-            "codebook/perplexity": math.exp(ent),
-            "codebook/used_codes": float((self.hist > 0).sum()),
+        per_level = st["codes_counted"] / self.num_levels
+        return {
+            "codebook/usage": st["used_codes"] / min(self.codebook_size, per_level),
+            "codebook/perplexity": st["perplexity"],
+            "codebook/used_codes": float(st["used_codes"]),
         }
-        if reset:
-            self.hist.zero_()
-        return out
 
+    @staticmethod
+    def warn_collapse(log: logging.Logger, step: int, scalars: dict[str, float], threshold: float) -> None:
+        u = scalars.get("codebook/usage")
+        if u is not None and u < threshold:
+            log.warning(
+                "codebook collapse: step %d uses %.1f%% of the codes it could (%d distinct, perplexity %.1f), below logging.collapse_threshold=%.0f%%",
+                step, 100 * u, int(scalars["codebook/used_codes"]), scalars["codebook/perplexity"], 100 * threshold,
+            )
 
-@torch.no_grad()
-def reconstruction_grid(model: Any, images: Tensor, prefix_lengths: list[int] | None = None) -> Tensor:
-    """Inputs in the first row, reconstructions below; nested models get one row per
-    prefix length in ``prefix_lengths`` (decoding ``codes[:, :k]``).
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": {k: float(v) for k, v in self.sums.items()}, "steps": self.steps, "codes": self.codes.state_dict()}
 
-    images: (N, 3, H, W) in [-1, 1] -> grid (3, H', W') float in [0, 1].
-    """
-    from torchvision.utils import make_grid
-
-    was = model.training
-    model.eval()
-    try:
-        codes = model.encode(images)
-        rows = [images]
-        if prefix_lengths:
-            for k in prefix_lengths:
-                rows.append(model.decode(codes[:, :k]))
-        else:
-            rows.append(model.decode(codes))
-    finally:
-        model.train(was)
-    stacked = torch.cat([r.float().clamp(-1, 1).cpu() for r in rows]) * 0.5 + 0.5
-    return make_grid(stacked, nrow=images.shape[0], padding=2, pad_value=1.0)
-
-
-def prefix_lengths_for(num_tokens: int) -> list[int]:
-    """Powers of two up to ``num_tokens`` (and ``num_tokens`` itself)."""
-    ks = [2**i for i in range(int(math.log2(max(1, num_tokens))) + 1)]
-    return sorted(set(k for k in ks if k <= num_tokens) | {num_tokens})
-
-
-def save_grid_png(grid: Tensor, path: str | Path) -> Path:
-    """(3, H, W) in [0, 1] -> PNG, written atomically."""
-    from PIL import Image
-
-    arr = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums, self.steps = dict(state["sums"]), int(state["steps"])
+        self.codes.load_state_dict(state["codes"])

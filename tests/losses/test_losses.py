@@ -1,3 +1,4 @@
+import mmtok.losses
 import pytest
 import torch
 from torch import nn
@@ -138,7 +139,7 @@ class _TinyGen(nn.Module):
 def _loss(**kw):
     kw.setdefault("perceptual", None)
     kw.setdefault("discriminator", PatchGANDiscriminator(base_channels=8, num_layers=2))
-    return TokenizerLoss(**kw)
+    return TokenizerLoss.from_weights(**kw)
 
 
 def test_generator_terms_values_and_names():
@@ -190,35 +191,37 @@ def test_discriminator_loss_inactive_before_start_and_lecam_ema():
     d0 = lf.discriminator_loss(x, recon, step=0)
     assert set(d0.terms) == {"d_loss", "lecam", "logits_real", "logits_fake"}
     assert d0.total.item() == 0 and d0.terms["d_loss"].item() > 0
-    assert not bool(lf.ema_initialised)
+    assert not bool(lf.adversarial.ema_initialised)
     d1 = lf.discriminator_loss(x, recon, step=5)
     assert d1.total.item() == pytest.approx(d1.terms["d_loss"].item() + 0.1 * d1.terms["lecam"].item(), rel=1e-5)
-    assert bool(lf.ema_initialised)
-    assert lf.ema_logits_real.item() == pytest.approx(d1.terms["logits_real"].item(), rel=1e-5)
+    assert bool(lf.adversarial.ema_initialised)
+    assert lf.adversarial.ema_logits_real.item() == pytest.approx(d1.terms["logits_real"].item(), rel=1e-5)
     d1.total.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in lf.discriminator.parameters())
 
 
 def test_no_gan_and_bad_settings():
-    lf = TokenizerLoss(gan_weight=0.0, perceptual=None)
+    lf = TokenizerLoss.from_weights(gan_weight=0.0, perceptual=None)
     assert lf.discriminator is None
     x = _images()
     with pytest.raises(RuntimeError, match="no discriminator"):
         lf.discriminator_loss(x, x, step=0)
-    with pytest.raises(ValueError, match="l1_weight"):
-        TokenizerLoss(l1_weight=-1.0, perceptual=None, gan_weight=0.0)
+    with pytest.raises(ValueError, match="l1 weight"):
+        TokenizerLoss.from_weights(l1_weight=-1.0, perceptual=None, gan_weight=0.0)
     with pytest.raises(ValueError, match="differs"):
         lf.generator_loss(x, TokenizerOutput(recon=x[:, :, :16], codes=x, loss=x.new_zeros(())), step=0)
-    assert isinstance(TokenizerLoss(perceptual=None).discriminator, PatchGANDiscriminator)
+    assert isinstance(TokenizerLoss.from_weights(perceptual=None, gan_weight=0.1).discriminator, PatchGANDiscriminator)
+    with pytest.raises(ValueError, match="unknown discriminator"):
+        mmtok.losses.build_discriminator("nope")
 
 
 def test_perceptual_term_with_random_lpips():
     torch.manual_seed(0)
     gen, x = _TinyGen(), _images()
-    lf = TokenizerLoss(perceptual="random", perceptual_net="alex", gan_weight=0.0, perceptual_weight=2.0)
+    lf = TokenizerLoss.from_weights(perceptual="random", perceptual_net="alex", gan_weight=0.0, perceptual_weight=2.0)
     out = gen(x)
     g = lf.generator_loss(x, out, step=0)
-    p = lf.perceptual(out.recon, x).mean()
+    p = lf.terms["perceptual"].lpips(out.recon, x).mean()
     assert g.terms["perceptual"].item() == pytest.approx(p.item(), rel=1e-5) and p.item() > 0
     l1 = (out.recon - x).abs().mean()
     assert g.total.item() == pytest.approx((l1 + 2 * p + 0.5).item(), rel=1e-5)
@@ -243,3 +246,38 @@ def test_generator_loss_trains_a_tiny_model():
         d_opt.step()
         losses.append(g.terms["l1"].item())
     assert losses[-1] < 0.7 * losses[0]
+
+
+def test_a_custom_discriminator_and_term_plug_in():
+    """Any module mapping a batch to logits is a discriminator; any registered term a loss part."""
+    torch.manual_seed(0)
+
+    class MeanDisc(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.ones(()))
+
+        def forward(self, x):
+            return self.w * x.mean(dim=tuple(range(1, x.ndim)))
+
+    mmtok.losses.register_loss_term("mean_abs_test", lambda scale=1.0: _MeanAbs(scale))
+    gen, x = _TinyGen(), _images()
+    lf = TokenizerLoss.from_weights(perceptual=None, gan_weight=0.5, adaptive_gan_weight=False, discriminator=MeanDisc(),
+                                    extra_terms={"mean_abs_test": (2.0, {"scale": 3.0})})
+    out = gen(x)
+    g = lf.generator_loss(x, out, step=0)
+    m = 3.0 * (out.recon - x).mean().abs()
+    assert g.terms["mean_abs_test"].item() == pytest.approx(m.item(), rel=1e-5)
+    assert g.terms["gan"].item() == pytest.approx(-out.recon.mean().item(), rel=1e-4)
+    d = lf.discriminator_loss(x, out.recon.detach(), step=0)
+    d.total.backward()
+    assert lf.discriminator.w.grad is not None
+
+
+class _MeanAbs(nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, recon, x):
+        return self.scale * (recon - x).mean().abs()

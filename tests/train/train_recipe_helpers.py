@@ -6,8 +6,7 @@ from pathlib import Path
 
 
 ROOT = Path(__file__).resolve().parents[2]
-RECIPE = ROOT / "train" / "tokenizer.py"
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
+CONFIGS = sorted((ROOT / "mmtok" / "configs").rglob("*.yaml"))
 
 # Shrinks a registered model to a few thousand parameters at 32x32 (family by name prefix).
 TINY_MODEL = {
@@ -32,7 +31,7 @@ def tiny_model_overrides(model_name: str) -> list[str]:
 
 def tiny_run_overrides(run_dir: Path, steps: int = 2) -> list[str]:
     return [
-        f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", "data.resolution=32",
+        f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", "data.preprocessing.resolution=32",
         "data.num_workers=0", "optim.batch_size=2", f"schedule.total_steps={steps}", "schedule.warmup_steps=1",
         "checkpoint.every=1", "checkpoint.keep_last=2", "logging.every=1", f"logging.image_every={steps}",
         "logging.num_images=2", "logging.progress=false", "logging.tensorboard=false", "cpu_threads=1",

@@ -12,7 +12,9 @@ from torch import nn
 
 from mmtok.config import ConfigError
 from mmtok.training import EMA, TrainConfig, load_train_config, lr_at, rng_state, set_rng_state
-from mmtok.training.logging import CodeUsage, prefix_lengths_for, reconstruction_grid
+from mmtok.tokenizer import prefix_lengths
+from mmtok.training.logging import MetricWindow
+from mmtok.training.samples import reconstruction_grid
 
 MAIN_JOB = Path(__file__).resolve().parents[2] / "configs" / "image" / "titok_t32_fsq_synthetic.yaml"
 
@@ -67,8 +69,8 @@ def test_config_overrides_types_and_unknown_keys(tmp_path) -> None:
         load_train_config(None, ["optim.batch_size=big"])
     with pytest.raises(ConfigError, match="total_steps"):
         load_train_config(None, ["schedule.total_steps=0"])
-    with pytest.raises(ConfigError, match="crop"):
-        load_train_config(None, ["data.crop=middle"])
+    with pytest.raises(ConfigError, match="num_workers"):
+        load_train_config(None, ["data.num_workers=-1"])
     bad = tmp_path / "bad.yaml"
     bad.write_text("optimiser:\n  lr: 1\n")
     with pytest.raises(ConfigError, match="optimiser"):
@@ -76,15 +78,22 @@ def test_config_overrides_types_and_unknown_keys(tmp_path) -> None:
 
 
 def test_code_usage_window() -> None:
-    u = CodeUsage(codebook_size=8)
-    u.update(torch.tensor([[0, 0, 1, 1]]))
-    m = u.compute()
+    u = MetricWindow(codebook_size=8)
+    u.codes.update(torch.tensor([[0, 0, 1, 1]]))
+    m = u.codebook_scalars()
     assert m["codebook/usage"] == pytest.approx(2 / 4)  # 2 distinct of 4 possible with 4 tokens
     assert m["codebook/perplexity"] == pytest.approx(2.0)
-    u.update(torch.arange(8).repeat(4))
-    m = u.compute()
-    assert m["codebook/usage"] == 1.0 and m["codebook/perplexity"] == pytest.approx(8.0)
-    assert u.compute() == {}  # reset after compute
+    u.codes.update(torch.arange(8).repeat(4))
+    m = u.codebook_scalars()
+    assert m["codebook/usage"] == 1.0 and m["codebook/used_codes"] == 8.0
+
+
+def test_code_usage_window_counts_residual_levels_apart() -> None:
+    """Two levels using disjoint halves: each level uses 4 of 8 codes, not 8 of 8 mixed."""
+    u = MetricWindow(codebook_size=8, num_levels=2)
+    u.codes.update(torch.stack([torch.arange(4).repeat(4), torch.arange(4, 8).repeat(4)], dim=-1)[None])
+    m = u.codebook_scalars()
+    assert m["codebook/used_codes"] == 4.0 and m["codebook/usage"] == pytest.approx(0.5)
 
 
 def test_reconstruction_grid_rows_per_prefix() -> None:
@@ -96,7 +105,7 @@ def test_reconstruction_grid_rows_per_prefix() -> None:
             return torch.full((codes.shape[0], 3, 8, 8), codes.shape[1] / 4 * 2 - 1)
 
     imgs = torch.zeros(3, 3, 8, 8)
-    assert prefix_lengths_for(4) == [1, 2, 4] and prefix_lengths_for(6) == [1, 2, 4, 6]
+    assert prefix_lengths(4) == [1, 2, 4] and prefix_lengths(6) == [1, 2, 4, 6]
     grid = reconstruction_grid(Toy(), imgs, prefix_lengths=[1, 2, 4])
     assert grid.shape == (3, 2 + 4 * 10, 2 + 3 * 10)  # 1 input row + 3 prefix rows, 3 columns, padding 2
     rows = [float(grid[0, 2 + 10 * r + 4, 6]) for r in range(4)]

@@ -1,0 +1,81 @@
+"""Samples a run writes while it trains, per modality: people would rather look (or listen).
+
+A modality registers a sample logger class with :func:`register_sample_logger`; the loop
+builds it once with a fixed batch of items and calls ``write(model, step)`` every
+``logging.image_every`` steps. Images: a PNG grid, inputs in the first row and
+reconstructions below (one row per prefix length for nested tokenizers), mirrored to
+TensorBoard. Audio and video register WAV / MP4 loggers the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from mmtok.io import atomic_write
+
+_LOGGERS: dict[str, type] = {}
+
+
+def register_sample_logger(modality: str, cls: type) -> None:
+    _LOGGERS[modality] = cls
+
+
+def sample_logger_for(modality: str) -> type:
+    if modality not in _LOGGERS:
+        raise ValueError(f"no sample logger for modality {modality!r}; known: {sorted(_LOGGERS)}")
+    return _LOGGERS[modality]
+
+
+@torch.no_grad()
+def reconstruction_grid(model: Any, images: Tensor, prefix_lengths: list[int] | None = None) -> Tensor:
+    """Inputs in the first row, reconstructions below; with ``prefix_lengths`` one row per
+    length ``k`` (decoding ``codes[:, :k]``).
+
+    images: (N, 3, H, W) in [-1, 1] -> grid (3, H', W') float in [0, 1].
+    """
+    from torchvision.utils import make_grid
+
+    was = model.training
+    model.eval()
+    try:
+        codes = model.encode(images)
+        rows = [images] + [model.decode(codes[:, :k]) for k in (prefix_lengths or [codes.shape[1]])]
+    finally:
+        model.train(was)
+    stacked = torch.cat([r.float().clamp(-1, 1).cpu() for r in rows]) * 0.5 + 0.5
+    return make_grid(stacked, nrow=images.shape[0], padding=2, pad_value=1.0)
+
+
+def save_grid_png(grid: Tensor, path: str | Path) -> Path:
+    """(3, H, W) in [0, 1] -> PNG, written atomically."""
+    from PIL import Image
+
+    arr = grid.mul(255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return atomic_write(path, lambda p: Image.fromarray(arr).save(p, format="PNG"))
+
+
+class ImageSampleLogger:
+    """PNG reconstruction grids under ``run_dir/samples`` (and TensorBoard ``reconstructions``)."""
+
+    # items for the grid are read without random augmentation, the same at every step
+    preprocessing: ClassVar[dict[str, Any]] = {"crop": "center", "flip": False}
+
+    def __init__(self, tok: Any, batch: Tensor, run_dir: str | Path, writer: Any) -> None:
+        self.batch, self.dir, self.writer = batch, Path(run_dir) / "samples", writer
+        self.prefixes = tok.prefix_lengths() if tok.is_nested else None
+
+    def write(self, model: Any, step: int) -> Path:
+        grid = reconstruction_grid(model, self.batch, self.prefixes)
+        path = save_grid_png(grid, self.dir / f"step_{step:08d}.png")
+        self.writer.add_image("reconstructions", grid, step)
+        return path
+
+    def describe(self, path: Path) -> str:
+        return f"  recon grid:   {path.resolve()}   (top row inputs, below reconstructions)"
+
+
+register_sample_logger("image", ImageSampleLogger)
