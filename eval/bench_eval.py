@@ -41,21 +41,22 @@ def _rate(fn, n_images: int, device: torch.device, repeats: int = 1) -> float:
 
 def bench_device(args, device: torch.device, inception_path: str, lpips_weights: str) -> list[tuple[str, float]]:
     import mmtok
-    from mmtok.data import open_image_dataset
+    from mmtok.data import open_dataset, to_uint8
     from mmtok.losses import LPIPS
-    from mmtok.metrics import InceptionFeatures, evaluate_reconstruction, psnr_per_image, ssim_per_image, to_uint8_images
+    from mmtok.metrics import InceptionFeatures, evaluate_reconstruction
+    from mmtok.metrics.image import psnr_per_image, ssim_per_image
 
     tok = mmtok.create_tokenizer(args.tokenizer).to(device).eval()
-    res = int(tok.config.image_size)
-    ds = open_image_dataset(f"synthetic:{args.num_images}", res)
-    x = torch.stack([ds[i]["image"] for i in range(args.batch_size)]).to(device)
+    spec = f"synthetic:{args.num_images}"
+    ds = open_dataset(spec, modality=tok.modality, **tok.preprocessing())
+    x = torch.stack([ds[i]["x"] for i in range(args.batch_size)]).to(device)
     b = x.shape[0]
     inc = InceptionFeatures(inception_path, device=device)
     lp = LPIPS(net="vgg", weights=lpips_weights).to(device).eval()
-    u8 = to_uint8_images(x)
+    u8 = to_uint8(x)
     with torch.inference_mode():
         rec = tok.decode(tok.encode(x))
-        r8 = to_uint8_images(rec)
+        r8 = to_uint8(rec)
         rows = [
             ("reconstruct (encode+decode)", _rate(lambda: tok.decode(tok.encode(x)), b, device, args.repeats)),
             ("inception features", _rate(lambda: inc(u8), b, device, args.repeats)),
@@ -64,7 +65,7 @@ def bench_device(args, device: torch.device, inception_path: str, lpips_weights:
         ]
     with tempfile.TemporaryDirectory() as tmp:
         kw = dict(batch_size=args.batch_size, device=device, inception_weights=inception_path, lpips=lpips_weights,
-                  prefix_lengths=None, out_dir=None, cache_dir=tmp, progress=False, dataset_spec=f"synthetic:{args.num_images}")
+                  prefix_lengths=None, out_dir=None, cache_dir=tmp, progress=False, dataset_spec=spec)
         fresh = evaluate_reconstruction(tok, ds, **kw)["throughput"]["eval_images_per_s"]
         cached = evaluate_reconstruction(tok, ds, **kw)["throughput"]["eval_images_per_s"]
     rows += [("eval, cached reference stats", cached), ("eval, fresh reference stats", fresh)]
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frechet", action="store_true", help="also time one D=2048 Fréchet distance per method")
     args = p.parse_args(argv)
 
-    from mmtok.metrics.inception import save_random_inception_weights
+    from mmtok.metrics.image.inception import save_random_inception_weights
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else []) if args.devices == "auto" else args.devices.split(",")
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,23 +61,24 @@ class PeakRSS:
 
 
 def bench_encode(ckpt: Path, args, work: Path) -> dict[str, float]:
-    from mmtok.data import collate_images
-    from mmtok.shards.encode import EncodeResult, ShardEncoder
+    from mmtok.data import collate
+    from mmtok.shards.encode import EncodeResult, open_job
 
     n = args.batch_size * args.encode_batches
     out = work / "enc"
-    se = ShardEncoder(ckpt, f"synthetic:{n}", out, batch_size=args.batch_size, shard_size=args.shard_size,
-                      num_workers=args.workers, device=args.device, precision=args.precision)
-    sync = torch.cuda.synchronize if se.device.type == "cuda" else (lambda: None)
+    job = open_job(ckpt, f"synthetic:{n}", out, batch_size=args.batch_size, shard_size=args.shard_size,
+                   num_workers=args.workers, device=args.device, precision=args.precision)
+    se = job.encoder
+    sync = torch.cuda.synchronize if se.runner.device.type == "cuda" else (lambda: None)
     # Model only: the same batches, already decoded and in memory.
-    batches = [collate_images([se.dataset[i] for i in b])["image"] for s in range(se.num_shards) for b in se.batches_of(s)]
-    se.enc(batches[0])  # warm-up
+    batches = [collate([job.dataset[i] for i in b])["x"] for s in range(job.num_shards) for b in job.batches_of(s)]
+    se.encode_batch(batches[0])  # warm-up
 
     def model_only() -> float:
         sync()
         t = time.perf_counter()
         for x in batches:
-            se.enc(x).cpu()
+            se.encode_batch(x).cpu()
         sync()
         return time.perf_counter() - t
 
@@ -87,7 +88,7 @@ def bench_encode(ckpt: Path, args, work: Path) -> dict[str, float]:
         out.mkdir(parents=True)
         sync()
         t = time.perf_counter()
-        se.encode_shards(list(range(se.num_shards)), EncodeResult(out, 0, 1, se.num_shards))
+        job.run(list(range(job.num_shards)), EncodeResult(out, 0, 1, job.num_shards))
         sync()
         return time.perf_counter() - t
 

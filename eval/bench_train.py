@@ -13,6 +13,15 @@ ratios (torch.compile vs eager) are comparable.
 
 MFU = (model FLOPs of one step, counted with torch.utils.flop_counter) / step time / peak
 dense bf16 FLOP/s of the GPU (--peak-tflops, or a table for H100/H200/A100/L40S/4090).
+
+Codebook usage on real photos (``--usage``, CPU, a few minutes): the tiny presets train
+side by side for ``--usage-steps`` steps (default 300) on seeded random 32x32 crops of the
+scikit-image sample photos (top 80% of each photo); the table gives, on held-out crops
+(bottom 20%), the distinct codes used / codebook size, the perplexity and the PSNR. The
+VQ preset runs with and without dead-code restart (and without k-means too) to show what
+the robust defaults buy.
+
+    python eval/bench_train.py --usage
 """
 
 from __future__ import annotations
@@ -115,6 +124,88 @@ def run_one(model_name: str, resolution: int, batch: int, device: str, precision
     }
 
 
+# (row label, registered tiny preset, quantizer option overrides)
+USAGE_ROWS = [
+    ("titok_t32_vq", "titok_t32_vq", {}),
+    ("titok_t32_vq, restart off", "titok_t32_vq", {"threshold_ema_dead_code": 0.0}),
+    ("titok_t32_vq, restart + k-means off", "titok_t32_vq", {"threshold_ema_dead_code": 0.0, "kmeans_init": False}),
+    ("titok_t32_fsq", "titok_t32_fsq", {}),
+    ("titok_t32_lfq", "titok_t32_lfq", {}),
+]
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry")
+
+
+def photo_crops(n: int, held_out: bool, seed: int, size: int = 32, short_side: int = 256):
+    """(n, 3, size, size) float32 crops in [-1, 1] of the scikit-image sample photos (each
+    resized to ``short_side``): from the top 80% of each photo, or the bottom 20% (held out)."""
+    import skimage.data
+    import torch
+    import torch.nn.functional as F
+
+    photos = []
+    for name in PHOTOS:
+        img = torch.from_numpy(getattr(skimage.data, name)()).permute(2, 0, 1)[None].float() / 127.5 - 1
+        scale = short_side / min(img.shape[-2:])
+        img = F.interpolate(img, scale_factor=scale, mode="bilinear", antialias=True, align_corners=False)[0]
+        split = int(img.shape[1] * 0.8)
+        photos.append(img[:, split:] if held_out else img[:, :split])
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        img = photos[i % len(photos)]
+        top = int(torch.randint(0, img.shape[1] - size + 1, (1,), generator=g))
+        left = int(torch.randint(0, img.shape[2] - size + 1, (1,), generator=g))
+        out.append(img[:, top : top + size, left : left + size])
+    return torch.stack(out).clamp(-1, 1)
+
+
+def usage_row(label: str, preset: str, quantizer: dict[str, Any], steps: int, batch: int, seed: int) -> dict[str, Any]:
+    """Train one tiny preset on photo crops; codebook usage and PSNR on held-out crops."""
+    import torch
+
+    import mmtok
+    from mmtok.metrics import CodebookHistogram
+
+    torch.manual_seed(seed)
+    base = mmtok.create_tokenizer(preset).config.quantizer
+    tok = mmtok.create_tokenizer(preset, quantizer={**base, **quantizer}).train()
+    opt = torch.optim.AdamW(tok.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.0)
+    train = photo_crops(steps * batch // 4, held_out=False, seed=seed)  # each crop seen ~4 times
+    g = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x = train[torch.randint(0, len(train), (batch,), generator=g)]
+        out = tok(x)
+        loss = (out.recon - x).abs().mean() + (out.recon - x).pow(2).mean() + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    train_s = time.perf_counter() - t0
+    tok.eval()
+    held = photo_crops(1024, held_out=True, seed=seed + 1)
+    hist = CodebookHistogram(tok.codebook_size, tok.num_codebooks)
+    mse = []
+    with torch.no_grad():
+        for x in held.split(256):
+            codes = tok.encode(x)
+            hist.update(codes)
+            mse.append((tok.decode(codes) - x).pow(2).flatten(1).mean(1))
+    mse = torch.cat(mse)
+    psnr = float((10 * torch.log10(4.0 / mse.clamp_min(1e-10))).mean())  # peak-to-peak 2 in [-1, 1]
+    stats = hist.compute()
+    return {"label": label, "codebook_size": tok.codebook_size, "used_codes": stats["used_codes"],
+            "usage": stats["usage"], "perplexity": stats["perplexity"], "psnr": psnr, "train_s": train_s}
+
+
+def print_usage_table(rows: list[dict[str, Any]], steps: int, batch: int) -> None:
+    print(f"\nCodebook usage after {steps} steps (batch {batch}) on 32x32 photo crops; held-out: 1024 crops")
+    print("\n| tokenizer | codebook | codes used | usage | perplexity | held-out PSNR (dB) | train s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['label']} | {r['codebook_size']} | {r['used_codes']:.0f} | {100 * r['usage']:.1f}% | "
+              f"{r['perplexity']:.1f} | {r['psnr']:.2f} | {r['train_s']:.0f} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="*", default=list(DEFAULT_MODELS), help="registered tokenizer names")
@@ -129,12 +220,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lpips", action="store_true", help="include the LPIPS perceptual loss (random trunk) in the step")
     p.add_argument("--peak-tflops", type=float, default=None, help="peak dense bf16 TFLOP/s of the GPU for MFU")
     p.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    p.add_argument("--usage", action="store_true", help="codebook usage of the tiny presets on photo crops (CPU)")
+    p.add_argument("--usage-steps", type=int, default=300)
+    p.add_argument("--usage-batch", type=int, default=32)
     p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args._one:  # child process: one row as JSON on the last stdout line
         spec = json.loads(args._one)
         print(json.dumps(run_one(**spec)))
+        return 0
+
+    if args.usage:
+        rows = [usage_row(label, preset, q, args.usage_steps, args.usage_batch, seed=0) for label, preset, q in USAGE_ROWS]
+        print_usage_table(rows, args.usage_steps, args.usage_batch)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
         return 0
 
     gpu = args.device == "cuda"

@@ -70,7 +70,14 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
         raise NotImplementedError
 
     def check_input(self, x: Tensor) -> None:  # pragma: no cover - abstract
-        """Raise ``TypeError`` / ``ValueError`` saying what to fix if ``x`` cannot be encoded."""
+        """Raise ``TypeError`` / ``ValueError`` saying what to fix if ``x`` cannot be encoded.
+
+        Dtype policy, the same for every tokenizer: ``x`` must be float32 with values in
+        [-1, 1]. Other dtypes are refused, never converted: integer data (uint8 images)
+        raises a ``TypeError`` naming ``mmtok.data.to_model_range``; float64 / float16 /
+        bfloat16 raise a ``TypeError`` saying to call ``x.float()`` (reduced precision is
+        chosen with ``torch.autocast``, which keeps the input float32).
+        """
         raise NotImplementedError
 
     @property
@@ -189,11 +196,17 @@ def as_codes(codes: Any, device: torch.device | None = None) -> Tensor:
 
 
 def check_range(x: Tensor, name: str = "input", tol: float = 1e-3) -> None:
-    """Raise if ``x`` is not a floating tensor with finite values in [-1, 1]."""
+    """Raise if ``x`` is not a float32 tensor with finite values in [-1, 1] (the dtype policy
+    of ``Tokenizer.check_input``)."""
     if not torch.is_floating_point(x):
         raise TypeError(
-            f"{name} must be a float tensor in [-1, 1], got dtype {x.dtype}; "
+            f"{name} must be a float32 tensor in [-1, 1], got dtype {x.dtype}; "
             "convert uint8 data with mmtok.data.to_model_range()"
+        )
+    if x.dtype != torch.float32:
+        raise TypeError(
+            f"{name} must be float32, got {x.dtype}; call x.float() "
+            "(use torch.autocast for reduced-precision compute)"
         )
     if x.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(x.shape)})")

@@ -1,18 +1,23 @@
-"""Input checks and small helpers shared by the image tokenizers."""
+"""What every image tokenizer shares: the ``ImageTokenizer`` base (input checks,
+preprocessing, bits per image) and config helpers."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-import torch
 from torch import Tensor
 
 from mmtok.config import ConfigError, from_dict
-from mmtok.tokenizer import check_range
+from mmtok.tokenizer import Tokenizer, check_range
+
+# The VQ options of every registered image preset: l2-normalised (cosine) lookup, codes
+# k-means initialised on the first batch and restarted from batch vectors when their EMA
+# cluster size falls below the threshold (without them real photos use a handful of codes).
+ROBUST_VQ: dict[str, Any] = {"use_cosine_sim": True, "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0}
 
 
 def check_image(x: Tensor, in_channels: int, multiple: int, name: str = "images") -> tuple[int, int]:
-    """Validate a (B, C, H, W) float batch in [-1, 1] whose H, W are multiples of ``multiple``.
+    """Validate a (B, C, H, W) float32 batch in [-1, 1] whose H, W are multiples of ``multiple``.
 
     Returns (H, W). Raises ``TypeError`` / ``ValueError`` with a message saying what to fix.
     """
@@ -47,6 +52,33 @@ def parse_image_size(size: Any, multiple: int, name: str = "image_size") -> tupl
     return hw
 
 
+class ImageTokenizer(Tokenizer):
+    """Base of the image tokenizers: (B, C, H, W) float32 in [-1, 1], H and W multiples of
+    ``size_multiple`` (patch size or downsampling factor). Subclasses set ``size_multiple``
+    and implement encode / decode / forward / ``token_shape`` / ``last_layer_weight``;
+    their config has ``image_size`` (square training resolution) and ``in_channels``."""
+
+    modality: ClassVar[str] = "image"
+
+    @property
+    def size_multiple(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise ``TypeError`` / ``ValueError`` (see ``Tokenizer.check_input``) unless ``x`` is a
+        (B, C, H, W) float32 batch in [-1, 1] with H, W multiples of ``size_multiple``."""
+        check_image(x, self.config.in_channels, self.size_multiple)
+
+    def preprocessing(self) -> dict[str, Any]:
+        """``{"resolution": image_size}``: the square training size datasets deliver."""
+        return {"resolution": int(self.config.image_size)}
+
+    @property
+    def bits_per_image(self) -> float:
+        """Alias of ``bits_per_item``: bits of one image's codes at the training size."""
+        return self.bits_per_item
+
+
 def build_config(cls: type, defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """Variant defaults + user overrides -> config dataclass; an unknown key is a ``ConfigError``.
 
@@ -59,10 +91,3 @@ def build_config(cls: type, defaults: dict[str, Any], overrides: dict[str, Any])
         raise ConfigError(f"bad override for {cls.__name__}: {e}") from e
     except TypeError as e:  # e.g. a non-dict for a nested field
         raise ConfigError(f"bad override for {cls.__name__}: {e}") from e
-
-
-def check_codes_dtype(codes: Any) -> Tensor:
-    if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex() or codes.dtype == torch.bool:
-        got = codes.dtype if isinstance(codes, Tensor) else type(codes).__name__
-        raise TypeError(f"codes must be an integer tensor (as returned by encode), got {got}")
-    return codes

@@ -15,19 +15,19 @@ non-square included.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from einops import rearrange
 from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
-from mmtok.image.common import check_codes_dtype, check_image, parse_image_size
+from mmtok.image.common import ImageTokenizer, parse_image_size
 from mmtok.layers.transformer import Transformer, prefix_causal_mask
-from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer
+from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer, default_dim
 from mmtok.registry import register_family
-from mmtok.tokenizer import Tokenizer, TokenizerOutput
+from mmtok.tokenizer import TokenizerOutput, as_codes
 
 
 @dataclass
@@ -39,7 +39,7 @@ class TiTokConfig:
     in_channels: int = 3
     num_tokens: int = 128  # K latent tokens
     quantizer: dict[str, Any] = field(default_factory=lambda: {"type": "fsq", "levels": [8, 8, 8, 5, 5, 5]})
-    token_dim: int | None = None  # quantizer input size; None: len(levels) (FSQ), log2(codes) (LFQ), 12 (VQ)
+    token_dim: int | None = None  # quantizer input size; None: the quantizer's default_dim (FSQ len(levels), LFQ log2(codes))
     encoder_width: int = 512
     encoder_depth: int = 8
     encoder_heads: int = 8
@@ -56,20 +56,18 @@ class TiTokConfig:
     grad_checkpointing: bool = False
 
 
-def resolve_token_dim(token_dim: int | None, quantizer: dict[str, Any]) -> int:
-    """The quantizer input size implied by ``token_dim`` and the quantizer mapping."""
-    if token_dim is not None:
-        if token_dim < 1:
-            raise ValueError(f"token_dim must be >= 1, got {token_dim}")
-        return int(token_dim)
-    if not isinstance(quantizer, dict) or "type" not in quantizer:
-        raise ValueError(f"quantizer must be a mapping with a 'type' key, got {quantizer!r}")
-    kind = str(quantizer["type"]).lower()
-    if kind in ("fsq", "rfsq"):
-        return len(quantizer.get("levels", (8, 8, 8, 5, 5, 5) if kind == "fsq" else (8, 5, 5, 5)))
-    if kind in ("lfq", "bsq"):
-        return int(math.log2(int(quantizer.get("codebook_size", 2**14))))
-    return 12  # VQ / RVQ: TiTok's low-dimensional l2-normalised lookup
+def _token_dim(token_dim: int | None, quantizer: dict[str, Any]) -> int:
+    """``token_dim``, else the quantizer's own ``default_dim`` (a clear error when it has none)."""
+    dim = token_dim if token_dim is not None else default_dim(quantizer)
+    if dim is None:
+        raise ValueError(
+            f"token_dim is not set and quantizer {quantizer.get('type')!r} has no default input size; "
+            "set token_dim (TiTok's VQ looks codes up in 12-d) or the quantizer's codebook_dim. "
+            '(An older config.json with "token_dim": null and a VQ/RVQ quantizer meant 12: write "token_dim": 12 there.)'
+        )
+    if dim < 1:
+        raise ValueError(f"token_dim must be >= 1, got {dim}")
+    return int(dim)
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -173,13 +171,12 @@ class PixelDecoder(nn.Module):
         latents = self.proj_in(z) + self.latent_pos.to(z.dtype)
         queries = self.mask_token.to(latents.dtype).expand(b, gh * gw, -1) + self.pos_embed(grid).to(latents.dtype)
         h = self.transformer(torch.cat([queries, latents], dim=1))[:, : gh * gw]
-        p, c = self.patch_size, self.out_channels
-        pix = self.head(h).reshape(b, gh, gw, p, p, c)
-        return pix.permute(0, 5, 1, 3, 2, 4).reshape(b, c, gh * p, gw * p)
+        p = self.patch_size
+        return rearrange(self.head(h), "b (gh gw) (p q c) -> b c (gh p) (gw q)", gh=gh, p=p, q=p)
 
 
 @register_family
-class TiTokTokenizer(Tokenizer):
+class TiTokTokenizer(ImageTokenizer):
     """1D tokenizer: ``encode`` (B, 3, H, W) in [-1, 1] -> (B, K) int64 codes; ``decode`` back.
 
     Any prefix ``codes[:, :k]`` decodes: the missing tail is filled with the learned mask
@@ -187,7 +184,6 @@ class TiTokTokenizer(Tokenizer):
     """
 
     config_class = TiTokConfig
-    modality = "image"
 
     def __init__(self, config: TiTokConfig) -> None:
         super().__init__(config)
@@ -198,36 +194,14 @@ class TiTokTokenizer(Tokenizer):
             raise ValueError(f"num_tokens must be >= 1, got {c.num_tokens}")
         if c.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {c.in_channels}")
-        token_dim = resolve_token_dim(c.token_dim, c.quantizer)
-        self.token_dim = token_dim
-        self.encoder = LatentEncoder(
-            image_size=c.image_size,
-            patch_size=c.patch_size,
-            in_channels=c.in_channels,
-            num_tokens=c.num_tokens,
-            width=c.encoder_width,
-            depth=c.encoder_depth,
-            heads=c.encoder_heads,
-            token_dim=token_dim,
-            mlp_ratio=c.mlp_ratio,
-            qk_norm=c.qk_norm,
-            causal_latents=c.causal_latents,
-            grad_checkpointing=c.grad_checkpointing,
-        )
+        self.token_dim = token_dim = _token_dim(c.token_dim, c.quantizer)
+        shared = dict(image_size=c.image_size, patch_size=c.patch_size, num_tokens=c.num_tokens, token_dim=token_dim,
+                      mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, grad_checkpointing=c.grad_checkpointing)
+        self.encoder = LatentEncoder(in_channels=c.in_channels, width=c.encoder_width, depth=c.encoder_depth,
+                                     heads=c.encoder_heads, causal_latents=c.causal_latents, **shared)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=token_dim)
-        self.decoder = PixelDecoder(
-            image_size=c.image_size,
-            patch_size=c.patch_size,
-            out_channels=c.in_channels,
-            num_tokens=c.num_tokens,
-            width=c.decoder_width,
-            depth=c.decoder_depth,
-            heads=c.decoder_heads,
-            token_dim=token_dim,
-            mlp_ratio=c.mlp_ratio,
-            qk_norm=c.qk_norm,
-            grad_checkpointing=c.grad_checkpointing,
-        )
+        self.decoder = PixelDecoder(out_channels=c.in_channels, width=c.decoder_width, depth=c.decoder_depth,
+                                    heads=c.decoder_heads, **shared)
         self.nested: NestedDropout | None = None
         if c.nested_dropout:
             self.nested = NestedDropout(
@@ -242,16 +216,8 @@ class TiTokTokenizer(Tokenizer):
 
     # --- properties -------------------------------------------------------------------
     @property
-    def num_tokens(self) -> int:
-        return self.config.num_tokens
-
-    @property
-    def bits_per_image(self) -> float:
-        return self.num_tokens * self.quantizer.bits_per_token
-
-    @property
     def token_shape(self) -> tuple[int, ...]:
-        return (self.num_tokens,)
+        return (self.config.num_tokens,)
 
     @property
     def is_nested(self) -> bool:
@@ -262,40 +228,46 @@ class TiTokTokenizer(Tokenizer):
         return self.config.patch_size
 
     @property
+    def size_multiple(self) -> int:
+        return self.config.patch_size
+
+    @property
     def last_layer_weight(self) -> Tensor:
         """Weight of the pixel head (for the adaptive GAN weight)."""
         return self.decoder.head.weight
 
     # --- protocol ---------------------------------------------------------------------
-    def _grid(self, hw: tuple[int, int]) -> tuple[int, int]:
-        return hw[0] // self.patch_size, hw[1] // self.patch_size
+    def _grid(self, x: Tensor) -> tuple[int, int]:
+        """Check ``x`` and return its patch grid."""
+        self.check_input(x)
+        return x.shape[2] // self.patch_size, x.shape[3] // self.patch_size
 
     def encode_latents(self, x: Tensor) -> Tensor:
         """(B, C, H, W) in [-1, 1] -> (B, K, token_dim) continuous (pre-quantization) latents."""
-        hw = check_image(x, self.config.in_channels, self.patch_size)
-        return self.encoder(x, self._grid(hw))
+        return self.encoder(x, self._grid(x))
 
     def decode_latents(self, z: Tensor, image_size: Any = None) -> Tensor:
         """(B, K, token_dim) quantized latents -> (B, C, H, W) (not clamped)."""
         if z.ndim != 3 or z.shape[1] != self.num_tokens or z.shape[2] != self.token_dim:
             raise ValueError(f"latents must be (B, {self.num_tokens}, {self.token_dim}), got {tuple(z.shape)}")
-        hw = parse_image_size(self.config.image_size if image_size is None else image_size, self.patch_size)
-        return self.decoder(z, self._grid(hw))
+        h, w = parse_image_size(self.config.image_size if image_size is None else image_size, self.patch_size)
+        return self.decoder(z, (h // self.patch_size, w // self.patch_size))
 
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        """x: (B, 3, H, W) float in [-1, 1], H and W multiples of the patch size -> (B, K) int64."""
+        """x: (B, 3, H, W) float32 in [-1, 1], H and W multiples of the patch size -> (B, K) int64."""
         return self.quantizer.encode(self.encode_latents(x))
 
     def decode(self, codes: Tensor, image_size: int | tuple[int, int] | None = None) -> Tensor:
-        """codes: (B, k) int with 1 <= k <= K (a prefix of ``encode``'s output) -> (B, 3, H, W) in [-1, 1].
+        """codes: (B, k) ids of any integer dtype with 1 <= k <= K (a prefix of ``encode``'s
+        output) -> (B, 3, H, W) in [-1, 1].
 
         ``image_size`` (int or (H, W)) picks the output size; default: the training size.
         """
-        check_codes_dtype(codes)
+        codes = as_codes(codes, self.device)
         if codes.ndim not in (2, 3) or not 1 <= codes.shape[1] <= self.num_tokens:
             raise ValueError(f"codes must be (B, k) with 1 <= k <= {self.num_tokens}, got shape {tuple(codes.shape)}")
-        z = self.quantizer.decode(codes.to(self.device))  # (B, k, token_dim) fp32
+        z = self.quantizer.decode(codes)  # (B, k, token_dim) fp32
         k = z.shape[1]
         if k < self.num_tokens:
             if self.nested is not None:
@@ -307,9 +279,8 @@ class TiTokTokenizer(Tokenizer):
     def forward(self, x: Tensor, keep: Tensor | int | None = None) -> TokenizerOutput:
         """Training pass. Nested variants keep a random prefix per sample in train mode
         (or ``keep`` tokens when given) and mask the tail before decoding."""
-        hw = check_image(x, self.config.in_channels, self.patch_size)
-        z = self.encoder(x, self._grid(hw))
-        q = self.quantizer(z)
+        grid = self._grid(x)
+        q = self.quantizer(self.encoder(x, grid))
         zq = q.quantized
         metrics = dict(q.metrics)
         if self.nested is not None and (self.training or keep is not None):
@@ -318,5 +289,5 @@ class TiTokTokenizer(Tokenizer):
             metrics["keep_mean"] = nd.keep.float().mean().detach()
         elif keep is not None:
             raise ValueError(f"{type(self).__name__} without nested dropout does not take 'keep'")
-        recon = self.decoder(zq, self._grid(hw))
+        recon = self.decoder(zq, grid)
         return TokenizerOutput(recon=recon, codes=q.codes, loss=q.loss, metrics=metrics)

@@ -1,7 +1,8 @@
 """2D VQGAN-style conv tokenizer (taming / LlamaGen VQ-16 style): an (h, w) grid of codes.
 
 Registered variants: ``vqgan_f8_vq``, ``vqgan_f16_vq`` (LlamaGen-like widths, 256px) and the
-tiny ``vqgan_t_f8_vq`` (32px, CPU-friendly).
+tiny ``vqgan_t_f8_vq`` (32px, CPU-friendly); their VQ codebooks are k-means initialised and
+restart dead codes (``mmtok.image.common.ROBUST_VQ``).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmtok.image.common import build_config, check_codes_dtype, check_image, parse_image_size
+from mmtok.image.common import ROBUST_VQ, ImageTokenizer, build_config, parse_image_size
 from mmtok.layers.conv import ConvDecoder2d, ConvEncoder2d
-from mmtok.quantize import Quantizer, build as build_quantizer, from_channel_last, to_channel_last
+from mmtok.quantize import Quantizer, build as build_quantizer, codes_to_grid, from_channel_last, grid_to_codes, to_channel_last
 from mmtok.registry import register_family, register_tokenizer
-from mmtok.tokenizer import Tokenizer, TokenizerOutput
+from mmtok.tokenizer import TokenizerOutput, as_codes
+
+# LlamaGen VQ-16: 16384 codes looked up in 8-d, l2-normalised, k-means init, dead-code restart.
+VQGAN_VQ: dict[str, Any] = {"type": "vq", "codebook_size": 16384, "codebook_dim": 8, **ROBUST_VQ}
 
 
 @dataclass
@@ -31,17 +35,14 @@ class VQGANConfig:
     z_channels: int = 256
     mid_attention: bool = True
     dropout: float = 0.0
-    quantizer: dict[str, Any] = field(
-        default_factory=lambda: {"type": "vq", "codebook_size": 16384, "codebook_dim": 8, "use_cosine_sim": True}
-    )
+    quantizer: dict[str, Any] = field(default_factory=lambda: dict(VQGAN_VQ))
 
 
 @register_family
-class VQGANTokenizer(Tokenizer):
+class VQGANTokenizer(ImageTokenizer):
     """2D tokenizer: ``encode`` (B, 3, H, W) in [-1, 1] -> (B, H/f, W/f) int64; ``decode`` back."""
 
     config_class = VQGANConfig
-    modality = "image"
 
     def __init__(self, config: VQGANConfig) -> None:
         super().__init__(config)
@@ -72,17 +73,8 @@ class VQGANTokenizer(Tokenizer):
         return (g, g)
 
     @property
-    def num_tokens(self) -> int:
-        h, w = self.token_shape
-        return h * w
-
-    @property
-    def bits_per_image(self) -> float:
-        return self.num_tokens * self.quantizer.bits_per_token
-
-    @property
-    def is_nested(self) -> bool:
-        return False
+    def size_multiple(self) -> int:
+        return self.factor
 
     @property
     def last_layer_weight(self) -> Tensor:
@@ -91,33 +83,32 @@ class VQGANTokenizer(Tokenizer):
     # --- protocol ---------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, x: Tensor) -> Tensor:
-        """x: (B, 3, H, W) float in [-1, 1], H and W multiples of f -> (B, H/f, W/f) int64."""
-        check_image(x, self.config.in_channels, self.factor)
+        """x: (B, 3, H, W) float32 in [-1, 1], H and W multiples of f -> (B, H/f, W/f) int64."""
+        self.check_input(x)
         z, spatial = to_channel_last(self.encoder(x))
-        codes = self.quantizer.encode(z)  # (B, h*w)
-        return codes.reshape(codes.shape[0], *spatial, *codes.shape[2:])
+        return codes_to_grid(self.quantizer.encode(z), spatial)
 
     def decode(self, codes: Tensor, image_size: int | tuple[int, int] | None = None) -> Tensor:
-        """codes: (B, h, w) int -> (B, 3, h*f, w*f) in [-1, 1]. ``image_size``, when given, must match."""
-        check_codes_dtype(codes)
+        """codes: (B, h, w) ids of any integer dtype -> (B, 3, h*f, w*f) in [-1, 1].
+        ``image_size``, when given, must match."""
+        codes = as_codes(codes, self.device)
         if codes.ndim < 3:
             raise ValueError(f"codes must be a (B, h, w) grid, got shape {tuple(codes.shape)}")
-        b, h, w = codes.shape[:3]
+        h, w = codes.shape[1:3]
         if image_size is not None:
             hw = parse_image_size(image_size, self.factor)
             if hw != (h * self.factor, w * self.factor):
                 raise ValueError(f"a {h}x{w} code grid decodes to {h * self.factor}x{w * self.factor}, not {hw}")
-        z = self.quantizer.decode(codes.reshape(b, h * w, *codes.shape[3:]).to(self.device))
+        z = self.quantizer.decode(grid_to_codes(codes, 2))
         z = from_channel_last(z.to(self.decoder.conv_in.weight.dtype), (h, w))
         return self.decoder(z).clamp(-1, 1)
 
     def forward(self, x: Tensor) -> TokenizerOutput:
-        check_image(x, self.config.in_channels, self.factor)
+        self.check_input(x)
         z, spatial = to_channel_last(self.encoder(x))
         q = self.quantizer(z)
         recon = self.decoder(from_channel_last(q.quantized, spatial))
-        codes = q.codes.reshape(q.codes.shape[0], *spatial, *q.codes.shape[2:])
-        return TokenizerOutput(recon=recon, codes=codes, loss=q.loss, metrics=dict(q.metrics))
+        return TokenizerOutput(recon=recon, codes=codes_to_grid(q.codes, spatial), loss=q.loss, metrics=dict(q.metrics))
 
 
 def _vqgan(defaults: dict[str, Any], overrides: dict[str, Any]) -> VQGANTokenizer:
@@ -146,7 +137,7 @@ def vqgan_t_f8_vq(**overrides: Any) -> VQGANTokenizer:
             channel_mult=(1, 2, 2, 2),
             num_res_blocks=1,
             z_channels=32,
-            quantizer={"type": "vq", "codebook_size": 1024, "codebook_dim": 8, "use_cosine_sim": True},
+            quantizer={**VQGAN_VQ, "codebook_size": 1024},
         ),
         overrides,
     )

@@ -1,4 +1,4 @@
-"""Shared building blocks: transformer block with SDPA attention, 2D conv encoder/decoder parts."""
+"""Shared building blocks: transformer (timm ViT blocks with an attention mask), 2D conv encoder/decoder parts."""
 
 from mmtok.layers.conv import (
     AttnBlock2d,
@@ -9,10 +9,9 @@ from mmtok.layers.conv import (
     Upsample2d,
     group_norm,
 )
-from mmtok.layers.transformer import Attention, Block, Transformer, prefix_causal_mask
+from mmtok.layers.transformer import Block, Transformer, prefix_causal_mask
 
 __all__ = [
-    "Attention",
     "Block",
     "Transformer",
     "prefix_causal_mask",

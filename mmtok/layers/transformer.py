@@ -1,67 +1,34 @@
-"""Pre-norm transformer block with PyTorch SDPA attention and timm's ``Mlp``.
+"""A stack of timm's pre-norm ViT ``Block`` with an attention mask, and the masks the 1D
+tokenizers use.
 
-timm's ``Block`` has no attention-mask argument, which the 1D tokenizers need (causal
-attention over latent tokens), hence this small block.
+timm's ``Block.forward(x, attn_mask=None, is_causal=False)`` hands the mask to
+``F.scaled_dot_product_attention`` (its non-fused path builds the same additive bias), so
+a bool mask means True = may attend, as in SDPA.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from timm.layers import Mlp
+from timm.models.vision_transformer import Block
 from torch import Tensor, nn
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention via ``F.scaled_dot_product_attention``.
+class Transformer(nn.Module):
+    """``depth`` timm ``Block``s followed by a final LayerNorm; (B, N, C) -> (B, N, C).
 
     Args:
         dim: token width.
-        num_heads: heads (``dim`` must be divisible by it).
+        depth: number of blocks.
+        num_heads: attention heads (``dim`` must be divisible by it).
+        mlp_ratio: MLP hidden width / ``dim``.
         qkv_bias: bias on the fused qkv projection.
         qk_norm: LayerNorm on queries and keys per head (stabilises bf16 training).
+        attn_drop: dropout on the attention weights (training only).
+        grad_checkpointing: recompute each block in the backward pass to save memory.
+
+    State-dict keys: ``blocks.{i}.norm1``, ``blocks.{i}.attn.{qkv,q_norm,k_norm,proj}``,
+    ``blocks.{i}.norm2``, ``blocks.{i}.mlp.{fc1,fc2}``, ``norm``.
     """
-
-    def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True, qk_norm: bool = False) -> None:
-        super().__init__()
-        if dim % num_heads:
-            raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
-        self.num_heads = num_heads
-        self.head_dim = dim // num_heads
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.q_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.k_norm = nn.LayerNorm(self.head_dim) if qk_norm else nn.Identity()
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        """x: (B, N, C); attn_mask: None or bool (N, N) / (B, 1, N, N), True = may attend."""
-        b, n, c = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B, heads, N, head_dim)
-        q, k = self.q_norm(q), self.k_norm(k)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
-class Block(nn.Module):
-    """``x + attn(norm(x))`` then ``x + mlp(norm(x))``."""
-
-    def __init__(
-        self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, qk_norm: bool = False
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, qk_norm=qk_norm)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
-
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        x = x + self.attn(self.norm1(x), attn_mask)
-        return x + self.mlp(self.norm2(x))
-
-
-class Transformer(nn.Module):
-    """A stack of ``depth`` blocks followed by a final LayerNorm; (B, N, C) -> (B, N, C)."""
 
     def __init__(
         self,
@@ -71,23 +38,30 @@ class Transformer(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         qk_norm: bool = False,
+        attn_drop: float = 0.0,
         grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by num_heads={num_heads}")
         self.blocks = nn.ModuleList(
-            Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm) for _ in range(depth)
+            Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, qk_norm=qk_norm, attn_drop=attn_drop,
+                  norm_layer=nn.LayerNorm)
+            for _ in range(depth)
         )
         self.norm = nn.LayerNorm(dim)
         self.grad_checkpointing = grad_checkpointing
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, is_causal: bool = False) -> Tensor:
+        """x: (B, N, C); attn_mask: None or bool (N, N) / (B, 1, N, N), True = may attend;
+        ``is_causal``: plain causal attention (token i sees 0..i), without a mask."""
         for blk in self.blocks:
             if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                x = torch.utils.checkpoint.checkpoint(blk, x, attn_mask, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(blk, x, attn_mask, is_causal, use_reentrant=False)
             else:
-                x = blk(x, attn_mask)
+                x = blk(x, attn_mask, is_causal)
         return self.norm(x)
 
 

@@ -1,9 +1,13 @@
-"""Metrics: FID with a pinned protocol, PSNR / SSIM, codebook statistics, reconstruction eval.
+"""Metrics: a modality-agnostic reconstruction evaluation with per-modality metric suites.
 
     from mmtok.metrics import evaluate_reconstruction
     report = evaluate_reconstruction(tok, dataset, inception_weights="auto", out_dir="runs/x/eval")
 
-Heavy dependencies (torch-fidelity, torchmetrics, matplotlib) are imported lazily.
+Generic parts: ``reconstruction`` (the loop), ``suite`` (``MetricSuite``, the registry),
+``fid`` (Fréchet distance, streaming feature statistics), ``codebook``, ``protocol``,
+``reduce`` (cross-rank reductions), ``report`` (report.json / report.md / prefix curve),
+``cli`` (``mmtok eval``). Per modality: ``mmtok.metrics.image`` (PSNR, SSIM, LPIPS, rFID).
+Heavy dependencies (torch-fidelity, torchmetrics, matplotlib, LPIPS) are imported lazily.
 """
 
 from __future__ import annotations
@@ -12,24 +16,24 @@ from importlib import import_module
 from typing import Any
 
 _LAZY = {
+    # the evaluation, the suites and the command line
+    "evaluate_reconstruction": "mmtok.metrics.reconstruction",
+    "resolve_prefix_lengths": "mmtok.metrics.reconstruction",
+    "MetricSuite": "mmtok.metrics.suite",
+    "MetricInfo": "mmtok.metrics.suite",
+    "register_metric_suite": "mmtok.metrics.suite",
+    "metric_suite": "mmtok.metrics.suite",
+    "list_metric_suites": "mmtok.metrics.suite",
+    "eval_main": "mmtok.metrics.cli",
+    "markdown_report": "mmtok.metrics.report",
     # FID math and streaming statistics
     "GaussianStats": "mmtok.metrics.fid",
     "FeatureStats": "mmtok.metrics.fid",
     "frechet_distance": "mmtok.metrics.fid",
     "fid_from_stats": "mmtok.metrics.fid",
     "stats_from_features": "mmtok.metrics.fid",
-    # Inception features
-    "InceptionFeatures": "mmtok.metrics.inception",
-    "get_inception": "mmtok.metrics.inception",
-    "INCEPTION_WEIGHTS_NAME": "mmtok.metrics.inception",
-    "default_weights_path": "mmtok.metrics.inception",
-    "resolve_weights": "mmtok.metrics.inception",
-    "save_random_inception_weights": "mmtok.metrics.inception",
-    # per-image metrics
-    "to_uint8_images": "mmtok.metrics.image",
-    "psnr_per_image": "mmtok.metrics.image",
-    "ssim_per_image": "mmtok.metrics.image",
-    "MeanMetric": "mmtok.metrics.image",
+    # reductions
+    "MeanMetric": "mmtok.metrics.reduce",
     # codebook
     "CodebookHistogram": "mmtok.metrics.codebook",
     # protocol
@@ -39,11 +43,17 @@ _LAZY = {
     "ReferenceStatsCache": "mmtok.metrics.protocol",
     "default_cache_dir": "mmtok.metrics.protocol",
     "module_sha256": "mmtok.metrics.protocol",
-    # evaluation loop and reports
-    "evaluate_reconstruction": "mmtok.metrics.reconstruction",
-    "default_prefix_lengths": "mmtok.metrics.reconstruction",
-    "markdown_report": "mmtok.metrics.report",
-    "write_npz_from_raw": "mmtok.metrics.report",
+    # the image suite and its parts
+    "ImageSuite": "mmtok.metrics.image.suite",
+    "psnr_per_image": "mmtok.metrics.image.quality",
+    "ssim_per_image": "mmtok.metrics.image.quality",
+    "InceptionFeatures": "mmtok.metrics.image.inception",
+    "get_inception": "mmtok.metrics.image.inception",
+    "INCEPTION_WEIGHTS_NAME": "mmtok.metrics.image.inception",
+    "default_weights_path": "mmtok.metrics.image.inception",
+    "resolve_weights": "mmtok.metrics.image.inception",
+    "save_random_inception_weights": "mmtok.metrics.image.inception",
+    "write_npz_from_raw": "mmtok.metrics.image.samples",
 }
 
 __all__ = sorted(_LAZY)

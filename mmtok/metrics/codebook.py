@@ -1,12 +1,18 @@
-"""Dataset-level codebook statistics: usage, perplexity and entropy from a code histogram."""
+"""Dataset-level codebook statistics: usage, perplexity and entropy from a code histogram.
+
+The histogram and its summary are ``mmtok.quantize.stats`` (the one implementation the
+quantizers' own metrics use too); this accumulates it over a dataset.
+"""
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from mmtok.distributed import is_distributed
+from mmtok.quantize.stats import all_reduce_histogram, code_histogram, histogram_summary, level_ids
+from mmtok.tokenizer import as_codes
 
 DENSE_LIMIT = 1 << 24  # larger codebooks are counted sparsely
 
@@ -33,67 +39,46 @@ class CodebookHistogram:
 
     @torch.no_grad()
     def update(self, codes: Tensor) -> None:
-        if codes.is_floating_point():
-            raise TypeError(f"codes must be integers, got {codes.dtype}")
-        flat = codes.reshape(-1, self.num_levels) if self.num_levels > 1 else codes.reshape(-1, 1)
-        if flat.numel() and int(flat.max()) >= self.codebook_size:
-            raise ValueError(f"code id {int(flat.max())} >= codebook_size {self.codebook_size}")
-        flat = flat.long().cpu()
-        for q in range(self.num_levels):
-            ids = flat[:, q]
-            ids = ids[ids >= 0]
-            if self.dense:
-                self.hist[q] += torch.bincount(ids, minlength=self.codebook_size).double()
-            else:
-                u, c = torch.unique(ids, return_counts=True)
-                d = self.sparse[q]
-                for i, n in zip(u.tolist(), c.tolist()):
-                    d[i] = d.get(i, 0) + n
+        codes = as_codes(codes)
+        if codes.numel() and int(codes.max()) >= self.codebook_size:
+            raise ValueError(f"code id {int(codes.max())} >= codebook_size {self.codebook_size}")
+        if self.dense:
+            self.hist += code_histogram(codes, self.codebook_size, self.num_levels).cpu().double()
+            return
+        ids = level_ids(codes, self.codebook_size, self.num_levels).cpu()
+        ids, counts = torch.unique(ids[ids < self.num_levels * self.codebook_size], return_counts=True)
+        for i, n in zip(ids.tolist(), counts.tolist()):
+            d = self.sparse[i // self.codebook_size]
+            d[i % self.codebook_size] = d.get(i % self.codebook_size, 0) + n
 
-    def _counts(self, reduce: bool) -> list[Tensor]:
+    def _counts(self, reduce: bool) -> Tensor:
+        """(levels, M) float64 counts: the dense histogram, or the nonzero counts of each level."""
         if self.dense:
             hist = self.hist.clone()
-            if reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-                dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else hist.device
-                h = hist.to(dev)
-                dist.all_reduce(h)
-                hist = h.cpu()
-            return [hist[q][hist[q] > 0] for q in range(self.num_levels)]
+            return all_reduce_histogram(hist) if reduce else hist
         dicts = self.sparse
-        if reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if reduce and is_distributed():
             gathered: list[list[dict[int, int]]] = [None] * dist.get_world_size()  # type: ignore[list-item]
             dist.all_gather_object(gathered, dicts)
-            merged = [dict() for _ in range(self.num_levels)]
+            dicts = [{} for _ in range(self.num_levels)]
             for part in gathered:
                 for q, d in enumerate(part):
                     for i, n in d.items():
-                        merged[q][i] = merged[q].get(i, 0) + n
-            dicts = merged
-        return [torch.tensor(sorted(d.values()), dtype=torch.float64) for d in dicts]
+                        dicts[q][i] = dicts[q].get(i, 0) + n
+        width = max([len(d) for d in dicts] + [1])
+        counts = torch.zeros(self.num_levels, width, dtype=torch.float64)
+        for q, d in enumerate(dicts):
+            counts[q, : len(d)] = torch.tensor(sorted(d.values()), dtype=torch.float64)
+        return counts
 
     def compute(self, reduce: bool = True) -> dict[str, float]:
         """usage (fraction of ids used), used_codes, perplexity (exp of entropy), entropy in bits,
         entropy normalised by log2(K), averaged over levels; plus the number of counted codes."""
-        per_level = []
-        total = 0
-        for counts in self._counts(reduce):
-            n = float(counts.sum())
-            total += int(n)
-            if n == 0:
-                per_level.append((0.0, 0, 0.0))
-                continue
-            p = counts / n
-            h_bits = float(-(p * torch.log2(p)).sum())
-            per_level.append((counts.numel() / self.codebook_size, counts.numel(), h_bits))
-        k_bits = math.log2(self.codebook_size) if self.codebook_size > 1 else 1.0
-        L = len(per_level)
+        counts = self._counts(reduce)
+        summary = histogram_summary(counts, self.codebook_size)
         return {
             "codebook_size": self.codebook_size,
             "levels": self.num_levels,
-            "codes_counted": total,
-            "usage": sum(u for u, _, _ in per_level) / L,
-            "used_codes": sum(c for _, c, _ in per_level) / L,
-            "entropy_bits": sum(h for _, _, h in per_level) / L,
-            "perplexity": sum(2.0**h for _, _, h in per_level) / L,
-            "normalized_entropy": sum(h for _, _, h in per_level) / L / k_bits,
+            "codes_counted": int(counts.sum()),
+            **{k: float(v) for k, v in summary.items()},
         }

@@ -27,12 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
-
-def _dist_active() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+from mmtok.io import atomic_write
+from mmtok.metrics.reduce import all_reduce
 
 
 @dataclass
@@ -46,7 +44,6 @@ class GaussianStats:
 
     def save(self, path: str | os.PathLike, **extra: object) -> None:
         """Write an ``.npz`` with ``mu``, ``sigma``, ``n`` (and string ``extra`` fields)."""
-        from mmtok.checkpoint import atomic_write
 
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:
@@ -96,13 +93,10 @@ class FeatureStats:
                 self._kept = None
 
     def compute(self, reduce: bool = True) -> GaussianStats:
-        s, o = self._sum.clone(), self._outer.clone()
+        s, o = self._sum, self._outer
         n = torch.tensor(float(self.n), dtype=torch.float64, device=s.device)
-        if reduce and _dist_active():
-            if dist.get_backend() == "nccl" and s.device.type != "cuda":
-                s, o, n = s.cuda(), o.cuda(), n.cuda()
-            for t in (s, o, n):
-                dist.all_reduce(t)
+        if reduce:
+            s, o, n = all_reduce(s), all_reduce(o), all_reduce(n)
         total = int(n.item())
         if total < 2:
             raise ValueError(f"FID statistics need at least 2 images, got {total}")

@@ -1,9 +1,10 @@
-"""Protocol fingerprints and the cache of reference (real-image) FID statistics.
+"""Protocol fingerprints, dataset identity and the cache of reference (real-item) feature statistics.
 
 A metric is only comparable to another measured under the same protocol: feature network
-and its weights, resize, crop, resolution, number of images and the exact dataset. Every
-report carries a fingerprint of all of these, and reference statistics are cached under
-the hash of the same fields, so they are reused only when nothing that changes them moved.
+and its weights, preprocessing, number of items and the exact dataset. Every report carries
+a fingerprint of these (the fields come from the modality's metric suite), and reference
+statistics are cached under the hash of the same fields, so they are reused only when
+nothing that changes them moved.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
+from mmtok.io import atomic_write_json
 from mmtok.metrics.fid import GaussianStats
 
 PROTOCOL_VERSION = 1
@@ -53,11 +56,11 @@ def _files_digest(paths: list[Path], root: Path | None = None) -> str:
 
 
 def dataset_identity(dataset: Dataset, spec: str | None = None) -> dict[str, Any]:
-    """What identifies the images a dataset yields: kind, source, listing digest, size, preprocessing.
+    """What identifies the items a dataset yields: kind, source, listing digest, size, preprocessing.
 
-    Image folders are identified by the digest of their sorted relative paths and file
-    sizes, tar shards by shard names and sizes, synthetic data by count and seed. A
-    ``Subset`` (first N images) records its indices' digest.
+    Folders (datasets with ``files`` and ``root``) are identified by the digest of their
+    sorted relative paths and file sizes, tar shards by shard names and sizes, synthetic data
+    by count and seed. A ``Subset`` (first N items) records its indices' digest.
     """
     indices = None
     base = dataset
@@ -83,35 +86,18 @@ def dataset_identity(dataset: Dataset, spec: str | None = None) -> dict[str, Any
     return ident
 
 
-def protocol_fingerprint(
-    features: dict[str, Any] | None,
-    dataset: dict[str, Any],
-    resolution: tuple[int, int],
-    num_images: int,
-    crop: str | None = None,
-    extra: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The protocol dict stored in every report; ``id`` hashes all other fields."""
-    fp: dict[str, Any] = {
-        "version": PROTOCOL_VERSION,
-        "feature_extractor": features,
-        "statistics": "float64 sums all-reduced across ranks; unbiased covariance (N-1); Tr sqrt(S1 S2) by "
-        "scipy.linalg.sqrtm, or exactly via the N x N low-rank form when N <= feature dim",
-        "resolution": list(resolution),
-        "crop": crop if crop is not None else dataset.get("crop"),
-        "num_images": int(num_images),
-        "dataset": dataset,
-        "pixels": "reconstructions clamped to [-1, 1] and rounded to uint8 before every metric",
-    }
-    if extra:
-        fp.update(extra)
+def protocol_fingerprint(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``protocol`` dict of a report: the version, a metric suite's ``fields`` (what makes
+    its numbers comparable), and ``id``, a hash of all of them."""
+    fp: dict[str, Any] = {"version": PROTOCOL_VERSION, **fields}
     fp["id"] = canonical_hash(fp)
     return fp
 
 
-def reference_key(features: dict[str, Any], dataset: dict[str, Any], resolution: tuple[int, int], num_images: int) -> str:
-    """Cache key of a reference-statistics file: everything that changes real-image features."""
-    return canonical_hash({"v": PROTOCOL_VERSION, "f": features, "d": dataset, "r": list(resolution), "n": int(num_images)}, 24)
+def reference_key(features: dict[str, Any], dataset: dict[str, Any], resolution: tuple[int, ...], num_items: int) -> str:
+    """Cache key of a reference-statistics file: everything that changes the real items' features
+    (feature network and weights, dataset identity, preprocessing size, number of items)."""
+    return canonical_hash({"v": PROTOCOL_VERSION, "f": features, "d": dataset, "r": list(resolution), "n": int(num_items)}, 24)
 
 
 def default_cache_dir() -> Path:
@@ -139,8 +125,6 @@ class ReferenceStatsCache:
             return None
 
     def put(self, key: str, stats: GaussianStats, description: dict[str, Any]) -> Path:
-        from mmtok.checkpoint import atomic_write_json
-
         self.dir.mkdir(parents=True, exist_ok=True)
         stats.save(self.path(key), key=key)
         atomic_write_json(self.dir / f"{key}.json", {"key": key, "n": stats.n, **description})

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-import torch.distributed as dist
 from torch import Tensor, nn
+
+from mmtok.distributed import is_distributed
+from mmtok.quantize.stats import all_reduce_histogram, bincount_levels, histogram_summary, level_ids
+from mmtok.tokenizer import as_codes
 
 
 class LazyMetrics(Mapping[str, Tensor]):
@@ -102,20 +106,50 @@ def eval_mode(module: nn.Module):
 class Quantizer(nn.Module):
     """Protocol: ``forward(z) -> QuantizerOutput``, ``encode``, ``decode``, sizes and metrics.
 
-    Subclasses implement ``_quantize(z) -> (quantized, codes, loss)`` and ``_decode(codes)``
-    on fp32 channel-last tensors; this class adds input checks, fp32 under autocast,
-    dtype restoration and codebook metrics (histograms all-reduced under torch.distributed).
+    Subclasses call ``super().__init__(dim, codebook_size, num_levels, dead_window)`` and
+    implement ``_quantize(z) -> (quantized, codes, loss)`` and ``_decode(codes)`` on fp32
+    channel-last tensors; this class adds input checks, fp32 under autocast, dtype
+    restoration and codebook metrics (histograms all-reduced under torch.distributed).
+
+    The dead-code tracker (when each of the ``num_levels * codebook_size`` codes was last
+    used, and the training-step count) is module state: the buffers ``_last_used`` and
+    ``_step`` are saved by ``state_dict()`` and restored on load, so a resumed run counts
+    dead codes as the uninterrupted one would. Checkpoints written before these buffers
+    existed load with the tracker reset to zero.
     """
 
     kind: ClassVar[str] = ""
+    is_residual: ClassVar[bool] = False
+    TRACKER_BUFFERS: ClassVar[tuple[str, ...]] = ("_last_used", "_step")
 
-    def __init__(self, dim: int, dead_window: int = 100) -> None:
+    def __init__(self, dim: int, codebook_size: int, num_levels: int = 1, dead_window: int = 100) -> None:
         super().__init__()
         if dim <= 0:
             raise ValueError(f"dim must be positive, got {dim}")
+        if codebook_size < 2:
+            raise ValueError(f"codebook_size must be >= 2, got {codebook_size}")
+        if num_levels < 1:
+            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
         self.dim = dim
+        self._codebook_size = int(codebook_size)
+        self.num_levels = int(num_levels)
         self.dead_window = dead_window
-        self._tracker_ready = False
+        # +1: the spare bin that absorbs -1 (dropped residual level)
+        self.register_buffer("_last_used", torch.zeros(self.num_levels * self._codebook_size + 1, dtype=torch.long))
+        self.register_buffer("_step", torch.zeros((), dtype=torch.long))
+
+    @classmethod
+    def default_dim(cls, spec: Mapping[str, Any]) -> int | None:
+        """Input size D implied by the options ``spec`` (without ``type``); None when the
+        model must give it (e.g. VQ without ``codebook_dim``)."""
+        return None
+
+    @classmethod
+    def option(cls, spec: Mapping[str, Any], name: str) -> Any:
+        """``spec[name]``, else this class's own default for it (from its ``__init__``)."""
+        if name in spec:
+            return spec[name]
+        return inspect.signature(cls.__init__).parameters[name].default
 
     # --- to implement ----------------------------------------------------------------
     def _quantize(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # pragma: no cover
@@ -125,8 +159,9 @@ class Quantizer(nn.Module):
         raise NotImplementedError
 
     @property
-    def codebook_size(self) -> int:  # pragma: no cover
-        raise NotImplementedError
+    def codebook_size(self) -> int:
+        """Codes per level K."""
+        return self._codebook_size
 
     @property
     def num_codebooks(self) -> int:
@@ -153,10 +188,11 @@ class Quantizer(nn.Module):
             return self._quantize(z.float())[1]
 
     def decode(self, codes: Tensor) -> Tensor:
-        """(B, N) or (B, N, Q) ids -> (B, N, D) fp32 quantized vectors."""
+        """(B, N) or (B, N, Q) ids of any integer dtype -> (B, N, D) fp32 quantized vectors."""
+        codes = as_codes(codes, self._step.device)
         self.check_codes(codes)
         with full_precision(codes.device.type):
-            return self._decode(codes.long())
+            return self._decode(codes)
 
     def check_codes(self, codes: Tensor) -> None:
         if not isinstance(codes, Tensor) or codes.is_floating_point() or codes.is_complex():
@@ -166,8 +202,6 @@ class Quantizer(nn.Module):
             raise ValueError(f"codes must have {expected} dims for {type(self).__name__}, got shape {tuple(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size):
             raise ValueError(f"codes must lie in [0, {self.codebook_size}), got [{int(codes.min())}, {int(codes.max())}]")
-
-    is_residual: ClassVar[bool] = False
 
     # --- metrics -----------------------------------------------------------------------
     @torch.no_grad()
@@ -182,52 +216,48 @@ class Quantizer(nn.Module):
         """
         K = self.codebook_size
         codes = codes.detach()
-        if codes.ndim == 3:  # residual: level i uses bins [i*K, (i+1)*K); -1 (dropped) -> spare bin
-            flat = codes.reshape(-1, codes.shape[-1])
-            levels = flat.shape[1]
-            ids = torch.where(flat >= 0, flat + torch.arange(levels, device=flat.device) * K, levels * K).reshape(-1)
-        else:
-            levels, ids = 1, codes.reshape(-1)
-
-        def histogram() -> Tensor:
-            return torch.bincount(ids, minlength=levels * K + 1)[: levels * K].reshape(levels, K)
+        levels = codes.shape[-1] if codes.ndim == 3 else 1
+        spare = self.num_levels * K  # tracker layout: level i -> bins [i*K, (i+1)*K)
+        ids = level_ids(codes, K, levels, spare=spare)
 
         def summary(hist: Tensor, dead: Tensor | None) -> dict[str, Tensor]:
-            p = hist / hist.sum(-1, keepdim=True).clamp_min(1)
-            used = hist > 0
-            return {
-                "usage": (used.sum(-1) / K).mean(),
-                "perplexity": torch.special.entr(p).sum(-1).exp().mean(),
-                "dead_codes": (K - used.sum(-1) if dead is None else dead).float().mean(),
-            }
+            s = histogram_summary(hist, K)
+            used = (hist > 0).sum(-1)
+            return {"usage": s["usage"], "perplexity": s["perplexity"],
+                    "dead_codes": (K - used if dead is None else dead).float().mean()}
 
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            hist = histogram()
-            dist.all_reduce(hist)
-            dead = self._track_dead(hist.reshape(-1) > 0, levels, K) if self.training else None
+        if is_distributed():
+            hist = all_reduce_histogram(bincount_levels(ids, K, levels))
+            dead = self._track_dead(hist.reshape(-1) > 0, levels) if self.training else None
             return summary(hist, dead)
         # the dead-code count is read lazily too: read it in the step that produced it
-        dead = self._track_dead(ids, levels, K, lazy=True) if self.training else None
-        return LazyMetrics(lambda: summary(histogram(), None if dead is None else dead()))
+        dead = self._track_dead(ids, levels, lazy=True) if self.training else None
+        return LazyMetrics(lambda: summary(bincount_levels(ids, K, levels), None if dead is None else dead()))
 
-    def _track_dead(self, used: Tensor, levels: int, K: int, lazy: bool = False) -> Tensor | Callable[[], Tensor]:
-        """Mark codes as used at this step (``used``: a bool mask over levels*K codes or a
-        tensor of flat code ids); return per-level counts of codes unused for ``dead_window``
-        steps (or, with ``lazy``, a function computing them). State is a plain attribute
-        (not saved): it restarts with the process."""
-        n = levels * K
-        if not self._tracker_ready or self._last_used.numel() != n + 1 or self._last_used.device != used.device:
-            self._last_used = torch.zeros(n + 1, dtype=torch.long, device=used.device)  # +1: spare bin
-            self._step = 0
-            self._tracker_ready = True
+    def _track_dead(self, used: Tensor, levels: int, lazy: bool = False) -> Tensor | Callable[[], Tensor]:
+        """Mark codes as used at this step (``used``: a bool mask over the first levels*K
+        codes, or flat code ids); return per-level counts of codes unused for
+        ``dead_window`` steps (or, with ``lazy``, a function computing them)."""
+        n = levels * self.codebook_size
         self._step += 1
         if used.dtype == torch.bool:
             self._last_used[:n].masked_fill_(used, self._step)
         else:
             self._last_used.index_fill_(0, used, self._step)
+        # a snapshot of the cutoff (the step buffer moves on); the counts read the live
+        # buffer, so the lazy count belongs to the step that produced it
         last_used, cutoff = self._last_used[:n], self._step - self.dead_window
 
         def count() -> Tensor:
-            return (last_used <= cutoff).reshape(levels, K).sum(-1)
+            return (last_used <= cutoff).reshape(levels, self.codebook_size).sum(-1)
 
         return count if lazy else count()
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        """Checkpoints without the dead-code tracker (older files) load with it reset to zero."""
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        for name in self.TRACKER_BUFFERS:
+            key = prefix + name
+            if key not in state_dict and key in missing_keys:
+                missing_keys.remove(key)
+                getattr(self, name).zero_()

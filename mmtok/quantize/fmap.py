@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from einops import pack, rearrange, unpack
 from torch import Tensor
 
 
@@ -12,30 +13,26 @@ def to_channel_last(x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
     """
     if x.ndim < 3:
         raise ValueError(f"expected a (B, D, ...) feature map with at least one spatial axis, got shape {tuple(x.shape)}")
-    b, d, *spatial = x.shape
-    return x.reshape(b, d, -1).transpose(1, 2), tuple(spatial)
+    z, (spatial,) = pack([x], "b d *")
+    return rearrange(z, "b d n -> b n d"), tuple(spatial)
 
 
 def from_channel_last(z: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """((B, N, D), spatial) -> (B, D, *spatial); inverse of ``to_channel_last``."""
-    b, n, d = z.shape
     expected = 1
     for s in spatial:
         expected *= s
-    if n != expected:
-        raise ValueError(f"cannot fold {n} tokens into spatial shape {spatial}")
-    return z.transpose(1, 2).reshape(b, d, *spatial)
+    if z.ndim != 3 or z.shape[1] != expected:
+        raise ValueError(f"cannot fold tokens of shape {tuple(z.shape)} into spatial shape {tuple(spatial)}")
+    (x,) = unpack(rearrange(z, "b n d -> b d n"), [tuple(spatial)], "b d *")
+    return x
 
 
 def codes_to_grid(codes: Tensor, spatial: tuple[int, ...]) -> Tensor:
     """(B, N) or (B, N, Q) codes -> (B, *spatial) or (B, *spatial, Q)."""
-    b = codes.shape[0]
-    tail = codes.shape[2:]
-    return codes.reshape(b, *spatial, *tail)
+    return codes.reshape(codes.shape[0], *spatial, *codes.shape[2:])
 
 
 def grid_to_codes(codes: Tensor, spatial_ndim: int) -> Tensor:
     """(B, *spatial[, Q]) -> (B, N[, Q]) given the number of spatial axes."""
-    b = codes.shape[0]
-    tail = codes.shape[1 + spatial_ndim :]
-    return codes.reshape(b, -1, *tail)
+    return codes.reshape(codes.shape[0], -1, *codes.shape[1 + spatial_ndim :])

@@ -11,6 +11,8 @@ silently ignored.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,17 +21,15 @@ from vector_quantize_pytorch import ResidualFSQ as _ResidualFSQ
 from vector_quantize_pytorch import ResidualVQ as _ResidualVQ
 
 from mmtok.quantize.base import Quantizer, check_tokens, eval_mode, full_precision
+from mmtok.quantize.fsq import check_levels
+from mmtok.quantize.vq import KMeansInit, library_options
 
 
 class _Residual(Quantizer):
-    is_residual = True
-    num_levels: int
+    """Shared by the residual quantizers: ``num_levels`` levels of ``codebook_size`` codes;
+    subclasses set ``self.n_levels`` (validated by the setter) and implement ``_raw``."""
 
-    def _init_levels(self, num_levels: int, n_levels: int | None) -> None:
-        if num_levels < 1:
-            raise ValueError(f"num_levels must be >= 1, got {num_levels}")
-        self.num_levels = num_levels
-        self.n_levels = n_levels  # validated by the setter
+    is_residual = True
 
     @property
     def n_levels(self) -> int:
@@ -84,7 +84,8 @@ class _Residual(Quantizer):
 
 class RVQ(_Residual):
     """Residual VQ (SoundStream / EnCodec / DAC). Quantizer dropout: in training, a random
-    number of levels in [dropout_min_levels, num_levels] is used per step (DAC uses p=0.5)."""
+    number of levels in [dropout_min_levels, num_levels] is used per step (DAC uses p=0.5).
+    The codebook options are VQ's (``mmtok.quantize.VQ``)."""
 
     kind = "rvq"
 
@@ -98,6 +99,7 @@ class RVQ(_Residual):
         ema_update: bool = True,
         decay: float = 0.99,
         kmeans_init: bool = False,
+        kmeans_iters: int = 10,
         threshold_ema_dead_code: float = 0.0,
         commitment_weight: float = 0.25,
         quantizer_dropout: bool = True,
@@ -106,37 +108,30 @@ class RVQ(_Residual):
         n_levels: int | None = None,
         dead_window: int = 100,
     ) -> None:
-        super().__init__(dim, dead_window)
-        self._init_levels(num_levels, n_levels)
-        self._codebook_size = codebook_size
+        super().__init__(dim, codebook_size, num_levels, dead_window)
+        self.n_levels = n_levels
         self.inner = _ResidualVQ(
             dim=dim,
             num_quantizers=num_levels,
-            codebook_size=codebook_size,
-            codebook_dim=codebook_dim,
-            use_cosine_sim=use_cosine_sim,
-            ema_update=ema_update,
-            learnable_codebook=not ema_update,
-            decay=decay,
-            kmeans_init=kmeans_init,
-            threshold_ema_dead_code=threshold_ema_dead_code,
-            commitment_weight=commitment_weight,
             quantize_dropout=quantizer_dropout and num_levels > 1,
             quantize_dropout_cutoff_index=max(0, dropout_min_levels - 1),
-            rotation_trick=rotation_trick,
+            **library_options(locals()),
         )
+        self.kmeans = KMeansInit(self.inner)
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
+    @classmethod
+    def default_dim(cls, spec: Mapping[str, Any]) -> int | None:
+        return cls.option(spec, "codebook_dim")
 
     def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        q, codes, losses = self.inner(z)
+        with self.kmeans.deferred(self.training):
+            q, codes, losses = self.inner(z)
         return q, codes, losses.sum()
 
 
 class ResidualFSQ(_Residual):
-    """Residual FSQ: each level quantizes the residual with FSQ ``levels`` (scaled per level)."""
+    """Residual FSQ: each level quantizes the residual with FSQ ``levels`` (scaled per level).
+    The input size defaults to ``len(levels)`` (``default_dim``)."""
 
     kind = "rfsq"
 
@@ -150,10 +145,10 @@ class ResidualFSQ(_Residual):
         n_levels: int | None = None,
         dead_window: int = 100,
     ) -> None:
-        super().__init__(dim, dead_window)
-        self._init_levels(num_levels, n_levels)
-        self.levels = [int(v) for v in levels]
-        self._codebook_size = math.prod(self.levels)
+        levels = check_levels(levels)
+        super().__init__(dim, math.prod(levels), num_levels, dead_window)
+        self.n_levels = n_levels
+        self.levels = levels
         self.inner = _ResidualFSQ(
             dim=dim,
             levels=self.levels,
@@ -162,9 +157,9 @@ class ResidualFSQ(_Residual):
             quantize_dropout_cutoff_index=max(0, dropout_min_levels - 1),
         )
 
-    @property
-    def codebook_size(self) -> int:
-        return self._codebook_size
+    @classmethod
+    def default_dim(cls, spec: Mapping[str, Any]) -> int:
+        return len(cls.option(spec, "levels"))
 
     def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         q, codes = self.inner(z)

@@ -32,20 +32,23 @@ def _encode_parser() -> argparse.ArgumentParser:
         "launch with torchrun for several GPUs/nodes (each rank writes its own shards).",
     )
     p.add_argument("checkpoint", help="tokenizer checkpoint directory (save_pretrained output)")
-    p.add_argument("input", help="image folder, tar shards (glob or {a..b}), or synthetic:N")
+    p.add_argument("input", help="dataset of the tokenizer's modality (image: folder, tar shards (glob or {a..b}), "
+                   "or synthetic:N)")
     p.add_argument("output_dir", help="folder for shard-NNNNNN.parquet, manifest.json, errors.jsonl")
-    p.add_argument("--resolution", type=int, default=None, help="input size (default: the tokenizer's image_size)")
-    p.add_argument("--crop", choices=["center", "random"], default="center")
-    p.add_argument("--flip", action="store_true", help="also store a horizontally flipped copy of every item")
-    p.add_argument("--crops", type=int, default=1, help="multi-crop copies (1-5: center, then corners)")
-    p.add_argument("--crop-scale", type=float, default=1.125, help="resize factor before multi-crop")
+    # Modality options (see mmtok.shards.encode.OPTION_GROUPS); unset = the modality's default.
+    img = p.add_argument_group("image options")
+    img.add_argument("--resolution", type=int, default=None, help="input size (default: the tokenizer's preprocessing)")
+    img.add_argument("--crop", choices=["center", "random"], default=None, help="square crop of each image (center)")
+    img.add_argument("--flip", action="store_true", default=None, help="also store a horizontally flipped copy of every item")
+    img.add_argument("--crops", type=int, default=None, help="multi-crop copies (1-5: center, then corners; 1)")
+    img.add_argument("--crop-scale", type=float, default=None, help="resize factor before multi-crop (1.125)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=4096, help="source items per shard")
-    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="image decoding processes")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data decoding processes")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--compression", default="zstd", help="Parquet compression codec")
-    p.add_argument("--seed", type=int, default=0, help="seed for random crops")
+    p.add_argument("--seed", type=int, default=0, help="seed of random dataset transforms (e.g. random crops)")
     p.add_argument("--engine", choices=["torch", "ray"], default="torch")
     p.add_argument("--ray-address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--ray-actors", type=int, default=None, help="model actors (default: GPUs, or 1 on CPU)")
@@ -56,10 +59,12 @@ def _encode_parser() -> argparse.ArgumentParser:
 
 @_user_errors("mmtok encode")
 def encode_main(argv: list[str] | None = None) -> int:
+    from mmtok.shards.encode import OPTION_GROUPS
+
     args = _encode_parser().parse_args(argv)
-    common = dict(resolution=args.resolution, crop=args.crop, flip=args.flip, crops=args.crops,
-                  crop_scale=args.crop_scale, batch_size=args.batch_size, shard_size=args.shard_size,
-                  precision=args.precision, compression=args.compression, seed=args.seed)
+    common = dict(batch_size=args.batch_size, shard_size=args.shard_size, precision=args.precision,
+                  compression=args.compression, seed=args.seed,
+                  **{k: getattr(args, k) for k in OPTION_GROUPS if getattr(args, k) is not None})
     if args.engine == "ray":
         from mmtok.shards.ray_engine import encode_with_ray
 
@@ -87,20 +92,21 @@ def encode_main(argv: list[str] | None = None) -> int:
 
 @_user_errors("mmtok decode")
 def decode_main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to images (PNG).")
+    p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to media files "
+                                "(the writer of the shards' modality: PNG for images).")
     p.add_argument("shards", help="shard folder, shard file or glob")
-    p.add_argument("out", help="output folder for <key>[__<aug>].png")
+    p.add_argument("out", help="output folder for <key>[__<aug>].<ext>")
     p.add_argument("--checkpoint", default=None, help="tokenizer checkpoint (default: the path recorded in the shards)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
     p.add_argument("--limit", type=int, default=None, help="decode only the first N items")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
-    from mmtok.shards.decode import decode_to_images
+    from mmtok.shards.decode import decode_to_files
 
-    n = decode_to_images(args.shards, args.out, args.checkpoint, batch_size=args.batch_size, device=args.device,
+    n = decode_to_files(args.shards, args.out, args.checkpoint, batch_size=args.batch_size, device=args.device,
                          limit=args.limit, progress=not args.no_progress)
-    print(f"wrote {n} images to {args.out}")
+    print(f"wrote {n} files to {args.out}")
     return 0
 
 
@@ -111,7 +117,7 @@ def inspect_main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of the report")
     p.add_argument("--bins", type=int, default=16, help="histogram bins")
     args = p.parse_args(argv)
-    from mmtok.shards.decode import format_stats, shard_stats
+    from mmtok.shards.stats import format_stats, shard_stats
 
     stats = shard_stats(args.shards)
     if args.json:

@@ -24,6 +24,7 @@ import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from mmtok.distributed import rank_world
 from mmtok.shards.format import ShardMetadata, load_metadata, read_shard, resolve_shards
 
 
@@ -69,10 +70,7 @@ class TokenDataset(IterableDataset):
         self.files, self.manifest = resolve_shards(source)
         self.meta: ShardMetadata = load_metadata(self.files, expect)
         if rank is None or world_size is None:
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                rank, world_size = torch.distributed.get_rank(), torch.distributed.get_world_size()
-            else:
-                rank, world_size = 0, 1
+            rank, world_size = rank_world(env=False)
         if not (0 <= rank < world_size):
             raise ValueError(f"rank must be in [0, world_size), got rank={rank}, world_size={world_size}")
         if seq_len is not None and seq_len < 2:

@@ -4,22 +4,22 @@ One shard is one Parquet file ``shard-000123.parquet`` holding, per item:
 
     key      string         item identity in the source dataset (e.g. "synthetic/000012")
     aug      string         augmentation copy ("orig", "flip", "crop1", "crop1+flip", ...)
-    codes    list<uint16>   token ids, row-major over the token shape (int32 when the
+    codes    list<uint16>   token ids, row-major over the item's codes shape (int32 when a
                             codebook does not fit in uint16)
-    shape    list<int32>    token shape of this item (``(K,)``, ``(h, w)``, ``(T, Q)``, ...)
+    shape    list<int32>    codes shape of this item: the token grid, then the residual level
+                            when there are several (``(K,)``, ``(h, w)``, ``(T, Q)``, ...)
     label    int64 (null)   class label when the source has one
     caption  string (null)  caption when the source has one
     path     string         source file of the item
 
 The footer's key-value metadata ``mmtok`` holds a JSON document (:class:`ShardMetadata`
-fields plus the shard's index and item count). A folder of shards has a ``manifest.json``
+fields plus the shard's index, item count and skipped inputs). A folder of shards has a ``manifest.json``
 listing every shard with its item count, and an ``errors.jsonl`` of skipped inputs.
 Any Parquet reader (pandas, HF ``datasets``, Spark, Ray, DuckDB) reads the shards as is.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mmtok.checkpoint import atomic_write, atomic_write_json
+from mmtok.io import atomic_write, atomic_write_json
 
 FORMAT_NAME = "mmtok-token-shards"
 FORMAT_VERSION = 1
@@ -68,10 +68,16 @@ class ShardMetadata:
     modality:        "image", "video" or "audio"
     config_hash:     hash of the tokenizer config (``mmtok.config.config_hash``)
     checkpoint_hash: sha256 of the checkpoint weights file
-    codebook_sizes:  codebook size per code position (one entry per residual level)
-    token_shape:     token shape of one item, e.g. ``[32]`` or ``[16, 16]``
+    codebook_sizes:  one codebook size per residual level (``tok.codebook_sizes``)
+    token_shape:     codes shape of one item (``tok.codes_shape``): the token grid, then
+                     the residual level when there are several, e.g. ``[32]``,
+                     ``[16, 16]``, ``[T, Q]`` (each row's own shape is in ``shape``)
     codes_dtype:     "uint16" or "int32"
-    preprocessing:   resolution, crop, augmentation copies, ...
+    preprocessing:   what the data went through: the tokenizer's ``preprocessing()`` (image:
+                     resolution), dataset options (image: crop), the augmentation copies
+                     (``augmentations`` in row order, ``crop_scale``) and the seed
+    modality_info:   the tokenizer's ``describe()`` (modality facts: bits per item,
+                     nesting, resolution / sample rate, ...); informative, not compared
     """
 
     tokenizer: str
@@ -83,6 +89,7 @@ class ShardMetadata:
     token_shape: list[int]
     codes_dtype: str
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    modality_info: dict[str, Any] = field(default_factory=dict)
     mmtok_version: str = ""
     checkpoint_path: str = ""
     source: str = ""
@@ -126,14 +133,6 @@ def codes_dtype_for(codebook_sizes: Sequence[int]) -> str:
 
 def shard_name(index: int) -> str:
     return f"shard-{index:06d}.parquet"
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def schema_for(codes_dtype: str) -> pa.Schema:
@@ -355,6 +354,12 @@ def write_manifest(directory: str | Path, num_expected: int | None = None) -> di
         "shards": [{"file": f.name, "num_items": int(m["num_items"]), "num_errors": len(m.get("errors", []))}
                    for f, m in zip(files, metas)],
     }
-    atomic_write(d / ERRORS_NAME, lambda p: p.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in errors)))
+    write_errors(d, errors)
     atomic_write_json(d / MANIFEST_NAME, manifest)
     return manifest
+
+
+def write_errors(directory: str | Path, errors: Sequence[Mapping[str, Any]]) -> Path:
+    """Write ``errors.jsonl`` (one skipped input per line) atomically; returns its path."""
+    return atomic_write(Path(directory) / ERRORS_NAME,
+                        lambda p: p.write_text("".join(json.dumps(dict(e), sort_keys=True) + "\n" for e in errors)))

@@ -2,7 +2,8 @@
 
 The pending shard indices form a Ray dataset; ``map_batches`` sends them to a pool of
 model actors (one per GPU, or CPU actors), each holding a loaded tokenizer
-(:class:`~mmtok.shards.encode.ShardEncoder`) that encodes a whole shard and writes it as
+(an :class:`~mmtok.shards.encode.EncodeJob` around a
+:class:`~mmtok.shards.encoder.ShardEncoder`) that encodes a whole shard and writes it as
 Parquet with the same atomic writer as the torch engine. The output therefore equals the
 torch engine's (same files, same bytes), reruns skip finished shards, and the driver writes
 the manifest at the end. Needs ``pip install 'mmtok[ray]'``.
@@ -17,25 +18,26 @@ import numpy as np
 
 
 class _ShardActor:
-    """Ray actor: builds a ShardEncoder once, then encodes the shard indices it is sent."""
+    """Ray actor: opens the encode job once (tokenizer, views, dataset), then encodes the shard indices it is sent."""
 
     def __init__(self, checkpoint: str, input: str, output_dir: str, options: dict[str, Any]) -> None:
         import torch
 
-        from mmtok.shards.encode import ShardEncoder
+        from mmtok.shards.encode import open_job
 
         torch.set_num_threads(max(1, int(options.pop("torch_threads", 0)) or torch.get_num_threads()))
-        self.encoder = ShardEncoder(checkpoint, input, output_dir, **options)
+        self.job = open_job(checkpoint, input, output_dir, **options)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from mmtok.shards.encode import EncodeResult
 
         shards = [int(i) for i in batch["shard"]]
-        res = EncodeResult(output_dir=self.encoder.out, rank=0, world_size=1, num_shards=self.encoder.num_shards)
+        res = EncodeResult(output_dir=self.job.encoder.out, rank=0, world_size=1, num_shards=self.job.num_shards)
         counts, errors = [], []
         for i in shards:
             before_items, before_err = res.items_written, len(res.errors)
-            self.encoder.encode_shards([i], res)
+            self.job.run([i], res)
+            self.job.encoder.write_held(res)  # an actor sees one shard, not the dataset: write empty ones too
             counts.append(res.items_written - before_items)
             errors.append(len(res.errors) - before_err)
         return {"shard": np.array(shards, np.int64), "num_items": np.array(counts, np.int64),
@@ -61,13 +63,14 @@ def encode_with_ray(
     model replicas (default: number of GPUs in the cluster, or 1 without GPUs).
     ``gpus_per_actor``: default 1 when the cluster has GPUs, else 0 (CPU actors).
     Other keyword arguments are those of :func:`mmtok.shards.encode_dataset`
-    (resolution, flip, crops, batch_size, shard_size, precision, ...).
+    (batch_size, shard_size, precision, seed, the modality options, ...).
+    Raises ``NoReadableItemsError`` when the shards hold no item (every input unreadable).
     """
     try:
         import ray
     except ImportError as e:  # pragma: no cover - depends on the extra
         raise ImportError("the Ray engine needs Ray Data: pip install 'mmtok[ray]' (or 'ray[data]')") from e
-    from mmtok.shards.encode import ShardEncoder
+    from mmtok.shards.encode import no_items_error, open_job
     from mmtok.shards.format import write_manifest
 
     options.pop("progress", None)
@@ -82,10 +85,10 @@ def encode_with_ray(
     actor_device = device or ("cuda" if gpus_per_actor > 0 else "cpu")
 
     # The driver plans the work (cheap: no model forward) on CPU: which shards are pending.
-    planner = ShardEncoder(checkpoint, input, output_dir, device="cpu", num_workers=0,
-                           **{k: v for k, v in options.items() if k != "precision"})
-    pending = [i for i in range(planner.num_shards) if not planner.is_finished(i)]
-    num_shards, out = planner.num_shards, planner.out
+    planner = open_job(checkpoint, input, output_dir, device="cpu", num_workers=0,
+                       **{k: v for k, v in options.items() if k != "precision"})
+    pending = [i for i in range(planner.num_shards) if planner.encoder.existing(i) is None]
+    num_shards, out = planner.num_shards, planner.encoder.out
     del planner
     if pending:
         actor_opts = dict(options, device=actor_device, num_workers=num_workers)
@@ -106,4 +109,6 @@ def encode_with_ray(
             raise RuntimeError(f"Ray encode finished shards {written}, expected {sorted(pending)}")
     manifest = write_manifest(out, num_shards)
     assert manifest is not None
+    if manifest["num_items"] == 0:
+        raise no_items_error(out, manifest["num_errors"], input)
     return manifest

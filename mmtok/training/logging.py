@@ -170,8 +170,13 @@ class MetricWindow:
             )
 
     def state_dict(self) -> dict[str, Any]:
-        return {"sums": {k: float(v) for k, v in self.sums.items()}, "steps": self.steps, "codes": self.codes.state_dict()}
+        c = self.codes
+        codes = {"hist": c.hist.clone()} if c.dense else {"sparse": [dict(d) for d in c.sparse]}
+        return {"sums": {k: float(v) for k, v in self.sums.items()}, "steps": self.steps, "codes": codes}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.sums, self.steps = dict(state["sums"]), int(state["steps"])
-        self.codes.load_state_dict(state["codes"])
+        if "hist" in state["codes"]:
+            self.codes.hist.copy_(state["codes"]["hist"])
+        else:
+            self.codes.sparse = [dict(d) for d in state["codes"]["sparse"]]

@@ -32,10 +32,10 @@ def test_loader_does_not_touch_global_rng_and_aug_is_per_item() -> None:
     batches = list(make_loader(ds, batch_size=4, shuffle=True, seed=1))
     assert torch.equal(torch.rand(3), ref)
     again = list(make_loader(ds, batch_size=4, shuffle=True, seed=1))
-    assert all(torch.equal(a["image"], b["image"]) for a, b in zip(batches, again))
+    assert all(torch.equal(a["x"], b["x"]) for a, b in zip(batches, again))
     # flips depend on the epoch: some image differs between epoch 0 and epoch 1 at the same index
-    e0 = {k: x for b in make_loader(ds, 12, epoch=0) for k, x in zip(b["key"], b["image"])}
-    e1 = {k: x for b in make_loader(ds, 12, epoch=1) for k, x in zip(b["key"], b["image"])}
+    e0 = {k: x for b in make_loader(ds, 12, epoch=0) for k, x in zip(b["key"], b["x"])}
+    e1 = {k: x for b in make_loader(ds, 12, epoch=1) for k, x in zip(b["key"], b["x"])}
     assert any(not torch.equal(e0[k], e1[k]) for k in e0)
 
 

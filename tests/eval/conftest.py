@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from mmtok.tokenizer import Tokenizer
+from mmtok.tokenizer import Tokenizer, check_range
 
 
 @dataclass
@@ -27,24 +27,25 @@ class PixelTokenizer(Tokenizer):
         self.anchor = nn.Parameter(torch.zeros(()))
 
     @property
-    def num_tokens(self) -> int:
-        return 3 * self.config.image_size**2
-
-    @property
-    def codebook_size(self) -> int:
-        return 256
-
-    @property
-    def bits_per_image(self) -> float:
-        return 8.0 * self.num_tokens
-
-    @property
     def token_shape(self) -> tuple[int, ...]:
-        return (self.num_tokens,)
+        return (3 * self.config.image_size**2,)
+
+    @property
+    def codebook_sizes(self) -> tuple[int, ...]:
+        return (256,)
 
     @property
     def is_nested(self) -> bool:
         return True
+
+    def preprocessing(self) -> dict:
+        return {"resolution": self.config.image_size}
+
+    def check_input(self, x):
+        s = self.config.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (3, s, s):
+            raise ValueError(f"PixelTokenizer encodes (B, 3, {s}, {s}) images, got {tuple(x.shape)}")
+        check_range(x)
 
     def encode(self, x):
         return ((x.clamp(-1, 1) + 1) * 127.5).round().long().flatten(1)

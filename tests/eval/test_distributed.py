@@ -70,10 +70,11 @@ def test_two_process_reduction_and_sharded_eval(tmp_path, pixel_tokenizer):
     arr = np.load(tmp_path / "eval" / "reconstructions.npz")["arr_0"]
     keys = (tmp_path / "eval" / "reconstructions_keys.txt").read_text().split()
     from mmtok.data import open_image_dataset
-    from mmtok.metrics import evaluate_reconstruction, to_uint8_images
+    from mmtok.data import to_uint8
+    from mmtok.metrics import evaluate_reconstruction
 
     ds = open_image_dataset("synthetic:5", 32)
-    by_key = {ds[i]["key"]: to_uint8_images(ds[i]["image"][None])[0].permute(1, 2, 0).numpy() for i in range(5)}
+    by_key = {ds[i]["key"]: to_uint8(ds[i]["x"][None])[0].permute(1, 2, 0).numpy() for i in range(5)}
     assert sorted(keys) == sorted(by_key) and arr.shape == (5, 32, 32, 3)
     for k, img in zip(keys, arr):
         np.testing.assert_array_equal(img, by_key[k])

@@ -9,12 +9,14 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from mmtok.data import open_image_dataset
-from mmtok.metrics import evaluate_reconstruction, to_uint8_images
+import mmtok
+
+from mmtok.data import open_image_dataset, to_uint8
+from mmtok.metrics import evaluate_reconstruction
 
 
 def _real_uint8(ds, n):
-    return torch.stack([to_uint8_images(ds[i]["image"][None])[0] for i in range(n)])
+    return torch.stack([to_uint8(ds[i]["x"][None])[0] for i in range(n)])
 
 
 def test_lossless_tokenizer_scores_perfectly(pixel_tokenizer, inception_weights, tmp_path):
@@ -90,8 +92,7 @@ def test_prefix_quality_grows_with_tokens(pixel_tokenizer, tmp_path):
 @pytest.mark.parametrize("name", ["titok_t32_fsq", "vqgan_t_f8_vq"])
 def test_metrics_match_direct_computation(tmp_path, name):
     """Lossy 1D and 2D tokenizers: report PSNR/SSIM equal per-image metrics on the saved reconstructions."""
-    import mmtok
-    from mmtok.metrics import psnr_per_image, ssim_per_image
+    from mmtok.metrics.image import psnr_per_image, ssim_per_image
 
     tok = mmtok.create_tokenizer(name).eval()
     ds = open_image_dataset("synthetic:5", 32)
@@ -102,7 +103,7 @@ def test_metrics_match_direct_computation(tmp_path, name):
     assert rep["metrics"]["ssim"] == pytest.approx(ssim_per_image(rec, real).mean().item(), rel=1e-5)
     assert rep["prefix"] == [] and rep["metrics"]["rfid"] is None
     assert rep["throughput"]["encode_images_per_s"] > 0 and rep["throughput"]["decode_images_per_s"] > 0
-    assert rep["metrics"]["bits_per_pixel"] == pytest.approx(tok.bits_per_image / 1024)
+    assert rep["metrics"]["bits_per_pixel"] == pytest.approx(tok.bits_per_item / 1024)
     assert rep["tokenizer"]["token_shape"] == list(tok.token_shape)
     assert rep["codebook"]["codes_counted"] == 5 * tok.num_tokens
 
@@ -123,10 +124,13 @@ def test_bad_input(pixel_tokenizer, tmp_path):
         evaluate_reconstruction(pixel_tokenizer, _Empty(), fid=False, lpips=None)
     with pytest.raises(ValueError, match="holds only 4"):
         evaluate_reconstruction(pixel_tokenizer, ds, num_images=10, fid=False, lpips=None)
+    with pytest.raises(ValueError, match="not nested"):
+        evaluate_reconstruction(mmtok.create_tokenizer("titok_t32_fsq"), open_image_dataset("synthetic:2", 32),
+                                prefix_lengths=[4], fid=False, lpips=None)
     with pytest.raises(ValueError, match="prefix lengths"):
         evaluate_reconstruction(pixel_tokenizer, open_image_dataset("synthetic:2", 32), prefix_lengths=[0, 4], fid=False, lpips=None)
     pixel_tokenizer.modality = "audio"
-    with pytest.raises(ValueError, match="image tokenizer"):
+    with pytest.raises(ValueError, match="no metric suite for 'audio'"):
         evaluate_reconstruction(pixel_tokenizer, ds, fid=False, lpips=None)
 
 

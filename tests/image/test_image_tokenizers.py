@@ -230,10 +230,76 @@ def test_bad_prefix_and_config_errors():
 
 
 def test_overrides_apply_and_quantizer_is_replaced_whole():
-    tok = mmtok.create_tokenizer("titok_t32_fsq", num_tokens=16, patch_size=8, quantizer={"type": "vq", "codebook_size": 64})
+    vq = {"type": "vq", "codebook_size": 64}
+    tok = mmtok.create_tokenizer("titok_t32_fsq", num_tokens=16, patch_size=8, token_dim=12, quantizer=vq)
     assert tok.num_tokens == 16 and tok.codebook_size == 64 and tok.token_dim == 12
     assert tok.encode(images(1)).shape == (1, 16)
     assert isinstance(mmtok.create_tokenizer("vqgan_t_f8_vq"), VQGANTokenizer)
+
+
+def test_token_dim_defaults_to_the_quantizers_own():
+    """token_dim None: the quantizer class says (FSQ len(levels), LFQ log2(K), VQ codebook_dim)."""
+    assert mmtok.create_tokenizer("titok_t32_fsq", **TINY_1D).token_dim == 4  # [8, 5, 5, 5]
+    assert mmtok.create_tokenizer("titok_t32_lfq", **TINY_1D).token_dim == 10  # 2^10 codes
+    assert mmtok.create_tokenizer("titok_t32_vq", **TINY_1D).token_dim == 12  # set by the preset
+    vq8 = {"type": "vq", "codebook_size": 64, "codebook_dim": 8}
+    assert mmtok.create_tokenizer("titok_t32_fsq", quantizer=vq8, **TINY_1D).token_dim == 8
+    with pytest.raises(ValueError, match="token_dim is not set.*'vq'"):
+        mmtok.create_tokenizer("titok_t32_fsq", quantizer={"type": "vq", "codebook_size": 64}, **TINY_1D)
+
+
+def test_vq_presets_use_kmeans_init_and_dead_code_restart():
+    from mmtok.image.variants_1d import QUANTIZERS
+    from mmtok.image.vqgan import VQGANConfig
+
+    full_size = [QUANTIZERS["vq"][0]["quantizer"], VQGANConfig().quantizer]
+    tiny_size = [mmtok.create_tokenizer(n).config.quantizer for n in ("titok_t32_vq", "vqgan_t_f8_vq")]
+    for q in full_size + tiny_size:
+        assert q["kmeans_init"] and q["threshold_ema_dead_code"] > 0 and q["use_cosine_sim"], q
+    assert QUANTIZERS["lfq"][0]["quantizer"]["entropy_loss_weight"] > 0
+
+
+@pytest.mark.parametrize("name", ["titok_t32_fsq", "flextok_t32_fsq", "titok_t32_vq", "vqgan_t_f8_vq"])
+def test_decode_accepts_any_integer_dtype(name):
+    """Shards store uint16 codes: uint16 / int32 decode exactly like int64."""
+    torch.manual_seed(0)
+    tok = tiny(name).eval()
+    codes = tok.encode(images(2))
+    ref = tok.decode(codes)
+    for dtype in (torch.uint16, torch.int32, torch.int16):
+        if tok.codebook_size > torch.iinfo(dtype).max + 1:
+            continue
+        assert torch.equal(tok.decode(codes.to(dtype)), ref), dtype
+    if tok.is_nested:
+        assert torch.equal(tok.decode(codes[:, :5].to(torch.uint16)), tok.decode(codes[:, :5]))
+    with pytest.raises(TypeError, match="integer"):
+        tok.decode(codes.bool())
+
+
+@pytest.mark.parametrize("name", ["titok_t32_fsq", "flextok_t32_fsq", "titok_t32_vq", "vqgan_t_f8_vq"])
+def test_tokenizer_contract_facts(name):
+    tok = tiny(name)
+    assert tok.modality == "image"
+    assert tok.preprocessing() == {"resolution": 32}
+    assert tok.codebook_sizes == (tok.codebook_size,) and tok.num_codebooks == 1
+    assert tok.codes_shape == tok.token_shape and tok.num_tokens == math.prod(tok.token_shape)
+    assert tok.bits_per_image == tok.bits_per_item == pytest.approx(tok.num_tokens * math.log2(tok.codebook_size))
+    assert tok.prefix_lengths() == ([1, 2, 4, 8, 16, 32] if tok.is_nested else [tok.num_tokens])
+    d = tok.describe()
+    assert d["modality"] == "image" and d["resolution"] == 32 and d["variant"] == name
+    assert d["token_shape"] == list(tok.token_shape) and d["is_nested"] == tok.is_nested
+    assert tok.last_layer_weight.requires_grad
+    tok.check_input(images(1))  # fine input passes
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_non_float32_input_is_refused_with_the_fix(dtype):
+    for name in ["titok_t32_fsq", "vqgan_t_f8_vq"]:
+        tok = tiny(name).eval()
+        with pytest.raises(TypeError, match=r"float32.*x\.float\(\)"):
+            tok.encode(images(1).to(dtype))
+        with pytest.raises(TypeError, match=r"x\.float\(\)"):
+            tok(images(1).to(dtype))
 
 
 def test_registered_default_sizes():
@@ -283,3 +349,21 @@ def test_class_from_pretrained_hub_mixin_path(tmp_path):
     assert torch.equal(again.encode(x), tok.encode(x))
     with pytest.raises(TypeError, match="not a VQGANTokenizer"):
         VQGANTokenizer.from_pretrained(tmp_path)
+
+
+def test_checkpoint_without_dead_code_tracker_still_loads(tmp_path):
+    """Files saved before the tracker became module state load (strict keys) with it reset."""
+    from safetensors.torch import load_file, save_file
+
+    tok = mmtok.create_tokenizer("titok_t32_vq", **TINY_1D)
+    tok(images(2))  # a training step: the tracker moves, k-means runs
+    tok.eval()
+    tok.save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    state = load_file(weights)
+    assert int(state["quantizer._step"]) == 1
+    save_file({k: v for k, v in state.items() if not k.endswith(("._last_used", "._step"))}, weights)
+    loaded = mmtok.load_tokenizer(tmp_path)
+    assert int(loaded.quantizer._step) == 0
+    x = images(2)
+    assert torch.equal(loaded.encode(x), tok.encode(x))

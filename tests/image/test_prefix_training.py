@@ -20,7 +20,7 @@ def synthetic_images(n: int) -> torch.Tensor:
     except ImportError:  # pragma: no cover - data package not available
         return smooth_images(n)
     ds = SyntheticImages(num_items=n, resolution=32, seed=0)
-    return torch.stack([ds[i]["image"] for i in range(n)])
+    return torch.stack([ds[i]["x"] for i in range(n)])
 
 
 def train_and_measure(data: torch.Tensor, steps: int, num_tokens: int = 8, batch: int = 32) -> dict[int, float]:

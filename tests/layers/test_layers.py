@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from mmtok.layers import (
-    Attention,
     ConvDecoder2d,
     ConvEncoder2d,
     Transformer,
@@ -20,9 +19,12 @@ def test_prefix_causal_mask_structure():
     assert prefix_causal_mask(3, 4, prefix_sees_causal=True)[:3, 3:].all()
 
 
-def test_attention_matches_manual_softmax_with_mask():
+@pytest.mark.parametrize("fused", [True, False])
+def test_attention_matches_manual_softmax_with_mask(fused):
+    """Bool masks mean True = may attend (SDPA semantics), on timm's fused and manual paths."""
     torch.manual_seed(0)
-    attn = Attention(16, num_heads=2).eval()
+    attn = Transformer(16, depth=1, num_heads=2).blocks[0].attn.eval()
+    attn.fused_attn = fused
     x = torch.randn(2, 5, 16)
     mask = prefix_causal_mask(2, 3)
     q, k, v = attn.qkv(x).reshape(2, 5, 3, 2, 8).permute(2, 0, 3, 1, 4)
@@ -32,9 +34,24 @@ def test_attention_matches_manual_softmax_with_mask():
     torch.testing.assert_close(attn(x, mask), attn.proj(ref), atol=1e-5, rtol=1e-5)
 
 
-def test_attention_rejects_bad_heads():
+def test_transformer_rejects_bad_heads():
     with pytest.raises(ValueError, match="divisible"):
-        Attention(10, num_heads=3)
+        Transformer(10, depth=1, num_heads=3)
+
+
+def test_transformer_state_dict_keys_are_stable():
+    """Checkpoints of the 1D tokenizers name these keys: they must not change."""
+    keys = set(Transformer(16, depth=1, num_heads=2, qk_norm=True).state_dict())
+    expected = {f"blocks.0.{k}.{p}" for k in ("norm1", "attn.qkv", "attn.q_norm", "attn.k_norm", "attn.proj",
+                                             "norm2", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")}
+    assert keys == expected | {"norm.weight", "norm.bias"}
+
+
+def test_is_causal_equals_a_lower_triangular_mask():
+    torch.manual_seed(0)
+    t = Transformer(16, depth=2, num_heads=2).eval()
+    x = torch.randn(2, 6, 16)
+    torch.testing.assert_close(t(x, is_causal=True), t(x, torch.ones(6, 6, dtype=torch.bool).tril()))
 
 
 def test_causal_transformer_ignores_later_tokens():

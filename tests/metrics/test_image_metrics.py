@@ -5,7 +5,9 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from mmtok.metrics.image import PSNR_MAX_DB, MeanMetric, psnr_per_image, ssim_per_image, to_uint8_images
+from mmtok.data import to_uint8
+from mmtok.metrics.image import PSNR_MAX_DB, psnr_per_image, ssim_per_image
+from mmtok.metrics.reduce import MeanMetric
 
 
 def _pair(b=3, size=32, noise=20.0, seed=0):
@@ -56,13 +58,15 @@ def test_bad_shapes():
         ssim_per_image(x[..., :8, :8], y[..., :8, :8])
 
 
-def test_to_uint8_images_roundtrip_and_clamp():
+def test_metric_pixels_roundtrip_and_clamp():
+    """The pixels every metric sees: [-1, 1] -> uint8 with clamping and round-to-nearest."""
     u = torch.randint(0, 256, (2, 3, 8, 8), dtype=torch.uint8)
     x = u.float() / 127.5 - 1
-    assert torch.equal(to_uint8_images(x), u)
-    assert to_uint8_images(torch.full((1, 3, 2, 2), 3.0)).max() == 255
+    assert torch.equal(to_uint8(x), u)
+    assert to_uint8(torch.full((1, 3, 2, 2), 3.0)).max() == 255
+    assert to_uint8(torch.full((1, 3, 2, 2), -3.0)).max() == 0
     with pytest.raises(TypeError):
-        to_uint8_images(u)
+        to_uint8(u)
 
 
 def test_mean_metric():

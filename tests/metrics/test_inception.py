@@ -3,8 +3,9 @@
 import pytest
 import torch
 
+from mmtok.io import file_sha256
 from mmtok.metrics.fid import FeatureStats, fid_from_stats
-from mmtok.metrics.inception import INCEPTION_WEIGHTS_NAME, InceptionFeatures, file_sha256, resolve_weights
+from mmtok.metrics.image.inception import INCEPTION_WEIGHTS_NAME, InceptionFeatures, resolve_weights
 
 
 def _images(n, seed, shift=0):

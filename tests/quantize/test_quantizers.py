@@ -219,3 +219,110 @@ def test_feature_map_helpers_round_trip():
     z, spatial = Q.to_channel_last(fmap)
     grid = Q.codes_to_grid(q.encode(z), spatial)
     assert grid.shape == (2, 4, 5)
+
+
+def test_default_dim_is_each_quantizers_own():
+    assert Q.default_dim({"type": "fsq", "levels": [8, 5, 5]}) == 3
+    assert Q.default_dim({"type": "fsq"}) == 6  # FSQ's own default levels [8, 8, 8, 5, 5, 5]
+    assert Q.default_dim({"type": "rfsq"}) == 4
+    assert Q.default_dim({"type": "lfq", "codebook_size": 2**10}) == 10
+    assert Q.default_dim({"type": "bsq"}) == 14
+    assert Q.default_dim({"type": "vq", "codebook_dim": 12}) == 12
+    assert Q.default_dim({"type": "vq"}) is None and Q.default_dim({"type": "rvq"}) is None
+    assert Q.default_dim({"type": "vq", "dim": 32}) == 32
+    assert Q.build({"type": "lfq", "codebook_size": 64}).dim == 6  # no dim: the default
+    with pytest.raises(ValueError, match="needs 'dim'"):
+        Q.build({"type": "vq"})
+    with pytest.raises(ValueError, match="unknown option"):
+        Q.default_dim({"type": "fsq", "levles": [8]})
+
+
+def test_build_checks_options_against_each_class():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['spherical'\]"):
+        Q.build({"type": "bsq", "spherical": False}, dim=8)  # BSQ is spherical by definition
+    bsq = Q.build({"type": "bsq", "codebook_size": 64, "entropy_loss_weight": 0.2}, dim=8)
+    assert bsq.spherical and isinstance(bsq, Q.LFQ)
+    with pytest.raises(ValueError, match="kmeans_iters"):
+        Q.build({"type": "fsq", "kmeans_iters": 3}, dim=8)
+    assert Q.build({"type": "rvq", "kmeans_init": True, "kmeans_iters": 3}, dim=8).num_levels == 8
+
+
+@pytest.mark.parametrize("name", ["vq", "rvq"])
+def test_kmeans_init_happens_in_training_only(name):
+    extra = {"quantizer_dropout": False} if name == "rvq" else {}  # with dropout, later levels init later
+    q = Q.build({**CONFIGS[name], "kmeans_init": True, **extra}, dim=DIM)
+    state = {k: v.clone() for k, v in q.state_dict().items()}
+    z = torch.randn(2, 40, DIM)
+    codes = q.encode(z)  # eval-mode use of a fresh model: random codebook, no k-means yet
+    assert len(codes.unique()) > 1
+    q.eval()
+    q(z)
+    assert all(torch.equal(v, state[k]) for k, v in q.state_dict().items())
+    q.train()
+    q(z)  # the first training batch runs k-means
+    initted = [v for k, v in q.state_dict().items() if k.endswith("initted")]
+    assert initted and all(bool(v) for v in initted)
+
+
+def _dead_codes_run(q, steps, seed):
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(steps):
+        z = torch.randn(1, 3, 8, generator=g) * 3  # few tokens per step: codes die and revive
+        out.append(float(q(z).metrics["dead_codes"]))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["vq", "rfsq"])
+def test_dead_code_tracker_survives_save_and_load(kind):
+    spec = {"vq": {"type": "vq", "codebook_size": 16, "dead_window": 5},
+            "rfsq": {"type": "rfsq", "levels": [4, 4], "num_levels": 2, "quantizer_dropout": False, "dead_window": 5}}[kind]
+    torch.manual_seed(0)
+    a = Q.build(spec, dim=8)
+    b = Q.build(spec, dim=8)
+    b.load_state_dict(a.state_dict())
+    _dead_codes_run(a, 7, seed=1)
+    _dead_codes_run(b, 7, seed=1)
+    resumed = Q.build(spec, dim=8)
+    resumed.load_state_dict(b.state_dict())  # strict: the tracker is part of the state
+    assert int(resumed._step) == 7
+    uninterrupted = _dead_codes_run(a, 6, seed=2)
+    assert _dead_codes_run(resumed, 6, seed=2) == uninterrupted
+    fresh = Q.build(spec, dim=8)
+    fresh.load_state_dict({k: v for k, v in b.state_dict().items() if k not in ("_step", "_last_used")})
+    assert _dead_codes_run(fresh, 6, seed=2) != uninterrupted  # without the tracker it restarts
+
+
+def test_state_without_tracker_loads_strictly_with_a_reset_tracker():
+    """Checkpoints written before the tracker was module state still load (strict)."""
+    q = Q.build(CONFIGS["rvq"], dim=DIM)
+    q(torch.randn(2, 8, DIM))
+    old = {k: v for k, v in q.state_dict().items() if not k.endswith(("_last_used", "_step"))}
+    wrapper = torch.nn.ModuleDict({"quantizer": Q.build(CONFIGS["rvq"], dim=DIM)})
+    wrapper["quantizer"]._step.fill_(3)
+    wrapper.load_state_dict({f"quantizer.{k}": v for k, v in old.items()}, strict=True)
+    assert int(wrapper["quantizer"]._step) == 0 and int(wrapper["quantizer"]._last_used.sum()) == 0
+    with pytest.raises(RuntimeError, match="Unexpected"):
+        wrapper.load_state_dict({**{f"quantizer.{k}": v for k, v in old.items()}, "quantizer.bogus": torch.zeros(1)})
+
+
+def test_quantizer_metrics_and_dataset_histogram_share_one_implementation():
+    from mmtok.metrics.codebook import CodebookHistogram
+    from mmtok.quantize.stats import code_histogram, histogram_summary
+
+    codes = torch.tensor([[[0, 1], [0, 2], [3, -1], [0, 1]]])  # (B, N, Q=2), -1: a dropped level
+    hist = code_histogram(codes, codebook_size=4, num_levels=2)
+    assert hist.tolist() == [[3, 0, 0, 1], [0, 2, 1, 0]]
+    s = histogram_summary(hist, 4)
+    assert float(s["usage"]) == pytest.approx((2 / 4 + 2 / 4) / 2)
+    h = CodebookHistogram(4, num_levels=2)
+    h.update(codes.to(torch.int32))
+    ds = h.compute()
+    for k in ("usage", "perplexity", "entropy_bits", "normalized_entropy", "used_codes"):
+        assert ds[k] == pytest.approx(float(s[k]))
+    q = Q.ResidualFSQ(DIM, levels=[2, 2], num_levels=2).eval()
+    m = q.code_metrics(codes)
+    assert float(m["usage"]) == pytest.approx(ds["usage"]) and float(m["perplexity"]) == pytest.approx(ds["perplexity"])
+    assert float(m["dead_codes"]) == 2.0
+    with pytest.raises(ValueError, match="levels"):
+        code_histogram(codes, 4, num_levels=3)

@@ -64,16 +64,16 @@ def test_encode_decode_reproduces_tokenizer_reconstructions_and_lists_errors(tmp
     assert all(e["error"] for e in errs)
 
     tok = mmtok.load_tokenizer(tiny_ckpt)
-    from mmtok.data import collate_images, open_image_dataset, to_uint8
+    from mmtok.data import collate, open_dataset, to_uint8
 
-    ds = open_image_dataset(str(image_folder), 32)
-    items = {it["key"]: it for it in (ds[i] for i in range(len(ds))) if it["image"] is not None}
+    ds = open_dataset(str(image_folder), modality="image", resolution=32)
+    items = {it["key"]: it for it in (ds[i] for i in range(len(ds))) if it["x"] is not None}
     stored = _rows(out)
     assert {k for k, _ in stored} == set(items)
     ref = {}
     for f in sorted(out.glob("shard-*.parquet")):  # the tokenizer's own round trip, shard by shard
         keys = read_shard(f, ["key"]).column("key").to_pylist()
-        x = collate_images([items[k] for k in keys])["image"]
+        x = collate([items[k] for k in keys])["x"]
         with torch.inference_mode():
             codes = tok.encode(x)
             ref.update(zip(keys, tok.decode(codes)))
@@ -104,9 +104,9 @@ def test_flip_and_multicrop_copies_are_encodings_of_the_views(tmp_path, tiny_ckp
     rows = _rows(out)
     assert {a for _, a in rows} == {"crop0", "crop0+flip", "crop1", "crop1+flip"}
     tok = mmtok.load_tokenizer(tiny_ckpt)
-    from mmtok.data import open_image_dataset
+    from mmtok.data import open_dataset
 
-    x = open_image_dataset("synthetic:6", 40)[2]["image"][None]  # 32 * 1.25
+    x = open_dataset("synthetic:6", resolution=40)[2]["x"][None]  # 32 * 1.25
     with torch.inference_mode():
         c0 = tok.encode(x[..., 4:36, 4:36])
         c1f = tok.encode(torch.flip(x[..., :32, :32], dims=[-1]))

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from mmtok.shards import TinyGPT, TokenDataset, encode_dataset, expected_metadata
+from mmtok.ar import TinyGPT
+from mmtok.shards import TokenDataset, encode_dataset, expected_metadata
 
 
 def test_tiny_gpt_learns_from_encoded_shards(tmp_path, tiny_ckpt):

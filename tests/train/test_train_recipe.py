@@ -73,7 +73,7 @@ def test_exact_resume_matches_uninterrupted_run(recipe, tmp_path: Path) -> None:
 def test_loss_goes_down_and_final_uses_ema(recipe, tmp_path: Path) -> None:
     run = tmp_path / "run"
     ov = tiny_run_overrides(run, steps=15) + tiny_model_overrides("titok_t32_fsq") + [
-        "optim.lr=1e-2", "optim.batch_size=4", "data.train=synthetic:4", "data.preprocessing.flip=false", "data.preprocessing.crop=center",
+        "optim.lr=3e-3", "optim.batch_size=4", "data.train=synthetic:4", "data.preprocessing.flip=false", "data.preprocessing.crop=center",
         "checkpoint.every=100", "ema.decay=0.5", "schedule.warmup_steps=2", "schedule.kind=constant",
     ]
     assert recipe["main"]([str(ROOT / "configs/image/titok_t32_fsq_synthetic.yaml"), *ov]) == 0
@@ -142,7 +142,7 @@ def test_bad_config_is_a_clear_error(recipe, tmp_path: Path, capsys) -> None:
     assert "not found" in capsys.readouterr().err
     assert recipe["main"]([cfg, *tiny_run_overrides(tmp_path / "r"), f"data.train={tmp_path / 'nowhere'}"]) == 2
     err = capsys.readouterr().err
-    assert "nowhere" in err and err.startswith("mmtok train: error:") and "Traceback" not in err
+    assert "nowhere" in err and "mmtok train: error:" in err and "Traceback" not in err
 
 
 def test_demo_runs_the_main_job(tmp_path: Path, capsys) -> None:

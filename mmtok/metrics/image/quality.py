@@ -1,4 +1,4 @@
-"""Per-image reconstruction metrics (PSNR, SSIM) and a distributed mean accumulator.
+"""Per-image PSNR and SSIM on uint8 pixels.
 
 Both metrics are computed on the uint8-quantized images (the pixels a user would save),
 as float in [0, 255] with ``data_range = 255``, per image, then averaged over images.
@@ -7,17 +7,9 @@ as float in [0, 255] with ``data_range = 255``, per image, then averaged over im
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 PSNR_MAX_DB = 100.0  # identical images: PSNR is capped here instead of +inf
-
-
-def to_uint8_images(x: Tensor) -> Tensor:
-    """[-1, 1] float (B, 3, H, W) -> uint8 [0, 255] with clamping and round-to-nearest."""
-    if not torch.is_floating_point(x):
-        raise TypeError(f"expected a float tensor in [-1, 1], got {x.dtype}")
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def _check_pair(x: Tensor, y: Tensor) -> None:
@@ -54,27 +46,3 @@ def ssim_per_image(x: Tensor, y: Tensor, data_range: float = 255.0) -> Tensor:
     )
     r = 5  # (kernel_size - 1) // 2
     return ssim_map[..., r:-r, r:-r].flatten(1).mean(1).float()
-
-
-class MeanMetric:
-    """Running sum / count in float64 for per-image values; ``compute`` all-reduces across ranks."""
-
-    def __init__(self) -> None:
-        self.total = 0.0
-        self.count = 0
-
-    def update(self, values: Tensor) -> None:
-        v = values.detach().double().flatten()
-        self.total += float(v.sum())
-        self.count += v.numel()
-
-    def compute(self, reduce: bool = True) -> float:
-        total, count = self.total, float(self.count)
-        if reduce and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-            t = torch.tensor([total, count], dtype=torch.float64, device=dev)
-            dist.all_reduce(t)
-            total, count = float(t[0]), float(t[1])
-        if count == 0:
-            return float("nan")
-        return total / count

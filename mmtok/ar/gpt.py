@@ -4,7 +4,8 @@
     loss = model.loss(batch["input_ids"])          # next-token cross-entropy
     ids = model.generate(prompt, 32)               # greedy / sampled continuation
 
-It is a reference for examples and tests, not a tuned generator.
+Built on the shared ``mmtok.layers.Transformer`` with causal attention. It is a reference
+for examples and tests, not a tuned generator.
 """
 
 from __future__ import annotations
@@ -13,23 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class _Block(nn.Module):
-    def __init__(self, dim: int, heads: int, mlp_ratio: float, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, int(dim * mlp_ratio)), nn.GELU(), nn.Linear(int(dim * mlp_ratio), dim))
-        self.heads, self.dropout = heads, dropout
-
-    def forward(self, x: Tensor) -> Tensor:  # x: (B, L, D)
-        B, L, D = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        a = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
-        x = x + self.proj(a.transpose(1, 2).reshape(B, L, D))
-        return x + self.mlp(self.norm2(x))
+from mmtok.layers.transformer import Transformer
 
 
 class TinyGPT(nn.Module):
@@ -39,6 +24,8 @@ class TinyGPT(nn.Module):
         vocab_size: number of token ids (``TokenDataset.vocab_size``).
         max_len: longest sequence (``seq_len`` of packed data, or the item length).
         dim / depth / heads: width, number of blocks, attention heads.
+        mlp_ratio: MLP hidden width / ``dim``.
+        dropout: attention dropout in training.
     """
 
     def __init__(self, vocab_size: int, max_len: int, dim: int = 128, depth: int = 2, heads: int = 4,
@@ -50,8 +37,7 @@ class TinyGPT(nn.Module):
         self.tok_emb = nn.Embedding(vocab_size, dim)
         self.pos_emb = nn.Parameter(torch.zeros(1, max_len, dim))
         nn.init.normal_(self.pos_emb, std=0.02)
-        self.blocks = nn.ModuleList(_Block(dim, heads, mlp_ratio, dropout) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim)
+        self.transformer = Transformer(dim, depth, heads, mlp_ratio=mlp_ratio, attn_drop=dropout)
         self.head = nn.Linear(dim, vocab_size, bias=False)
         self.head.weight = self.tok_emb.weight  # tied embeddings
         nn.init.normal_(self.tok_emb.weight, std=0.02)  # small logits at init: loss starts near ln(vocab)
@@ -63,9 +49,7 @@ class TinyGPT(nn.Module):
         if int(ids.max()) >= self.vocab_size or int(ids.min()) < 0:
             raise ValueError(f"token ids must lie in [0, {self.vocab_size}), got [{int(ids.min())}, {int(ids.max())}]")
         x = self.tok_emb(ids) + self.pos_emb[:, : ids.shape[1]]
-        for blk in self.blocks:
-            x = blk(x)
-        return self.head(self.norm(x))
+        return self.head(self.transformer(x, is_causal=True))
 
     def loss(self, ids: Tensor, ignore_index: int = -100) -> Tensor:
         """Mean next-token cross-entropy of ids (B, L): predicts ids[:, 1:] from ids[:, :-1]."""

@@ -1,0 +1,84 @@
+"""Shard statistics (``mmtok inspect``): item / token counts and token usage."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmtok.shards.format import load_metadata, read_shard, resolve_shards
+
+
+def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
+    """Metadata, item / token counts, per-shard counts and token usage of a shard set."""
+    files, manifest = resolve_shards(source)
+    meta = load_metadata(files)
+    V = meta.vocab_size
+    counts = np.zeros(V, np.int64)
+    per_shard, items, lengths, augs = [], 0, set(), {}
+    for f in files:
+        t = read_shard(f, ["codes", "aug"])
+        codes = t.column("codes").combine_chunks()
+        vals = codes.values.to_numpy(zero_copy_only=False)
+        counts += np.bincount(vals, minlength=V)[:V]
+        lengths.update(np.unique(np.diff(codes.offsets.to_numpy())).tolist())
+        for a in t.column("aug").to_pylist():
+            augs[a] = augs.get(a, 0) + 1
+        per_shard.append({"file": f.name, "num_items": t.num_rows})
+        items += t.num_rows
+    total = int(counts.sum())
+    p = counts[counts > 0] / max(total, 1)
+    entropy = float(-(p * np.log2(p)).sum()) if total else 0.0
+    order = np.argsort(-counts, kind="stable")[:top]
+    return {
+        "metadata": meta.to_dict(),
+        "num_shards": len(files),
+        "num_items": items,
+        "num_tokens": total,
+        "num_errors": (manifest or {}).get("num_errors"),
+        "sequence_lengths": sorted(lengths),
+        "augmentations": augs,
+        "codes_used": int((counts > 0).sum()),
+        "usage": float((counts > 0).mean()) if V else 0.0,
+        "entropy_bits": entropy,
+        "perplexity": float(2 ** entropy),
+        "top_codes": [(int(i), int(counts[i])) for i in order if counts[i] > 0],
+        "histogram": counts,
+        "shards": per_shard,
+    }
+
+
+def format_stats(stats: Mapping[str, Any], bins: int = 16, width: int = 40) -> str:
+    """Human-readable report of :func:`shard_stats` with a text histogram of token ids."""
+    m = stats["metadata"]
+    lines = [
+        f"tokenizer       {m['tokenizer']} ({m['family']}, {m['modality']})",
+        f"checkpoint      sha256 {m['checkpoint_hash'][:16]}...  config {m['config_hash']}  at {m['checkpoint_path']}",
+        f"mmtok version   {m['mmtok_version']}   format {m['format']} v{m['format_version']}",
+        f"codebook sizes  {m['codebook_sizes']}   token shape {m['token_shape']}   dtype {m['codes_dtype']}",
+        f"preprocessing   {m['preprocessing']}",
+        f"modality info   {m.get('modality_info')}",
+        f"source          {m['source']}   precision {m['precision']}",
+        f"shards          {stats['num_shards']}   items {stats['num_items']}   tokens {stats['num_tokens']}"
+        + (f"   errors {stats['num_errors']}" if stats.get("num_errors") is not None else ""),
+        f"augmentations   {stats['augmentations']}",
+        f"sequence length {stats['sequence_lengths']}",
+        f"token usage     {stats['codes_used']}/{len(stats['histogram'])} codes "
+        f"({100 * stats['usage']:.1f}%), entropy {stats['entropy_bits']:.2f} bits, perplexity {stats['perplexity']:.1f}",
+        f"top codes       {stats['top_codes']}",
+        "token id histogram:",
+    ]
+    hist = np.asarray(stats["histogram"])
+    V = len(hist)
+    nb = max(1, min(bins, V))
+    edges = np.linspace(0, V, nb + 1).astype(int)
+    sums = [int(hist[a:b].sum()) for a, b in zip(edges[:-1], edges[1:])]
+    peak = max(sums) if sums and max(sums) > 0 else 1
+    w = len(str(V))
+    for (a, b), s in zip(zip(edges[:-1], edges[1:]), sums):
+        bar = "#" * int(math.ceil(width * s / peak)) if s else ""
+        lines.append(f"  [{a:>{w}}, {b:>{w}})  {bar:<{width}} {s}")
+    return "\n".join(lines)
