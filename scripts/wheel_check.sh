@@ -29,5 +29,5 @@ cd "$run"   # no source tree on the path: only the installed package
 test -s eval/report.json
 "$venv/bin/mmtok" encode demo/final synthetic:24 tokens --batch-size 8 --shard-size 16 --workers 0
 "$venv/bin/mmtok" inspect tokens
-"$venv/bin/mmtok" train --list | grep -q image/titok_t32_fsq_synthetic
+"$venv/bin/mmtok" train --list > recipes.txt && grep image/titok_t32_fsq_synthetic recipes.txt
 echo "[wheel] ok: demo, eval, encode and inspect ran from the installed wheel"
