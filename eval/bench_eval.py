@@ -42,7 +42,7 @@ def _rate(fn, n_images: int, device: torch.device, repeats: int = 1) -> float:
 def bench_device(args, device: torch.device, inception_path: str, lpips_weights: str) -> list[tuple[str, float]]:
     import mmtok
     from mmtok.data import open_dataset, to_uint8
-    from mmtok.losses import LPIPS
+    from mmtok.layers.lpips import LPIPS
     from mmtok.metrics import InceptionFeatures, evaluate_reconstruction
     from mmtok.metrics.image import psnr_per_image, ssim_per_image
 

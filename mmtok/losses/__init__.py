@@ -10,7 +10,7 @@ from mmtok.losses.adversarial import (
     register_discriminator,
 )
 from mmtok.losses.discriminator import PatchGANDiscriminator
-from mmtok.losses.perceptual import LPIPS, resolve_trunk_weights, trunk_cache_path
+from mmtok.layers.lpips import LPIPS, resolve_trunk_weights, trunk_cache_path
 from mmtok.losses.terms import PerceptualLoss, PixelLoss, build_loss_term, loss_term_names, register_loss_term
 from mmtok.losses.tokenizer_loss import LossTerms, TokenizerLoss
 

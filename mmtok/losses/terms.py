@@ -50,7 +50,7 @@ class PerceptualLoss(nn.Module):
 
     def __init__(self, weights: str = "auto", net: str = "vgg") -> None:
         super().__init__()
-        from mmtok.losses.perceptual import LPIPS
+        from mmtok.layers.lpips import LPIPS
 
         self.lpips = LPIPS(net=net, weights=weights)
 

@@ -33,7 +33,7 @@ class LPIPSMetric:
         self.description: dict[str, Any] = NOT_COMPUTED
 
     def setup(self, device: torch.device) -> None:
-        from mmtok.losses import LPIPS
+        from mmtok.layers.lpips import LPIPS
 
         # built from a fixed seed, outside the caller's RNG stream: "random" weights are the same
         # network in every run (real weights overwrite every parameter, so they are unaffected)
