@@ -96,34 +96,36 @@ class GridPosEmbed(nn.Module):
         return resample_abs_pos_embed(self.weight, new_size=list(grid), old_size=list(self.grid), num_prefix_tokens=0)
 
 
+@dataclass(frozen=True)
+class ViTSize:
+    """Width, depth and heads of one ViT stack (encoder or decoder) and its block options."""
+
+    width: int
+    depth: int
+    heads: int
+    mlp_ratio: float = 4.0
+    qk_norm: bool = False
+    grad_checkpointing: bool = False
+
+    def transformer(self) -> Transformer:
+        return Transformer(self.width, self.depth, self.heads, self.mlp_ratio, qk_norm=self.qk_norm,
+                           grad_checkpointing=self.grad_checkpointing)
+
+
 class LatentEncoder(nn.Module):
     """Patches + K latent tokens -> ViT -> (B, K, token_dim) continuous latents."""
 
-    def __init__(
-        self,
-        *,
-        image_size: int,
-        patch_size: int,
-        in_channels: int,
-        num_tokens: int,
-        width: int,
-        depth: int,
-        heads: int,
-        token_dim: int,
-        mlp_ratio: float = 4.0,
-        qk_norm: bool = False,
-        causal_latents: bool = False,
-        grad_checkpointing: bool = False,
-    ) -> None:
+    def __init__(self, *, image_size: int, patch_size: int, in_channels: int, num_tokens: int, token_dim: int,
+                 vit: ViTSize, causal_latents: bool = False) -> None:
         super().__init__()
-        g = image_size // patch_size
+        g, width = image_size // patch_size, vit.width
         self.num_tokens, self.causal_latents = num_tokens, causal_latents
         self.patch_embed = PatchEmbed(
             img_size=image_size, patch_size=patch_size, in_chans=in_channels, embed_dim=width, strict_img_size=False
         )
         self.pos_embed = GridPosEmbed((g, g), width)
         self.latent_tokens = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
-        self.transformer = Transformer(width, depth, heads, mlp_ratio, qk_norm=qk_norm, grad_checkpointing=grad_checkpointing)
+        self.transformer = vit.transformer()
         self.proj_out = nn.Linear(width, token_dim)
 
     def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -139,29 +141,16 @@ class LatentEncoder(nn.Module):
 class PixelDecoder(nn.Module):
     """(B, K, token_dim) quantized tokens + mask tokens for the patch grid -> ViT -> pixels."""
 
-    def __init__(
-        self,
-        *,
-        image_size: int,
-        patch_size: int,
-        out_channels: int,
-        num_tokens: int,
-        width: int,
-        depth: int,
-        heads: int,
-        token_dim: int,
-        mlp_ratio: float = 4.0,
-        qk_norm: bool = False,
-        grad_checkpointing: bool = False,
-    ) -> None:
+    def __init__(self, *, image_size: int, patch_size: int, out_channels: int, num_tokens: int, token_dim: int,
+                 vit: ViTSize) -> None:
         super().__init__()
-        g = image_size // patch_size
+        g, width = image_size // patch_size, vit.width
         self.patch_size, self.out_channels = patch_size, out_channels
         self.proj_in = nn.Linear(token_dim, width)
         self.latent_pos = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(width) * 0.02)
         self.pos_embed = GridPosEmbed((g, g), width)
-        self.transformer = Transformer(width, depth, heads, mlp_ratio, qk_norm=qk_norm, grad_checkpointing=grad_checkpointing)
+        self.transformer = vit.transformer()
         self.head = nn.Linear(width, patch_size * patch_size * out_channels)
 
     def forward(self, z: Tensor, grid: tuple[int, int]) -> Tensor:
@@ -195,13 +184,13 @@ class TiTokTokenizer(ImageTokenizer):
         if c.in_channels < 1:
             raise ValueError(f"in_channels must be >= 1, got {c.in_channels}")
         self.token_dim = token_dim = _token_dim(c.token_dim, c.quantizer)
-        shared = dict(image_size=c.image_size, patch_size=c.patch_size, num_tokens=c.num_tokens, token_dim=token_dim,
-                      mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, grad_checkpointing=c.grad_checkpointing)
-        self.encoder = LatentEncoder(in_channels=c.in_channels, width=c.encoder_width, depth=c.encoder_depth,
-                                     heads=c.encoder_heads, causal_latents=c.causal_latents, **shared)
+        blocks = dict(mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, grad_checkpointing=c.grad_checkpointing)
+        shared = dict(image_size=c.image_size, patch_size=c.patch_size, num_tokens=c.num_tokens, token_dim=token_dim)
+        self.encoder = LatentEncoder(in_channels=c.in_channels, causal_latents=c.causal_latents, **shared,
+                                     vit=ViTSize(c.encoder_width, c.encoder_depth, c.encoder_heads, **blocks))
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=token_dim)
-        self.decoder = PixelDecoder(out_channels=c.in_channels, width=c.decoder_width, depth=c.decoder_depth,
-                                    heads=c.decoder_heads, **shared)
+        self.decoder = PixelDecoder(out_channels=c.in_channels, **shared,
+                                    vit=ViTSize(c.decoder_width, c.decoder_depth, c.decoder_heads, **blocks))
         self.nested: NestedDropout | None = None
         if c.nested_dropout:
             self.nested = NestedDropout(
