@@ -6,7 +6,8 @@
 """
 
 from mmtok.image import variants_1d  # noqa: F401  (registers the 1D variants)
+from mmtok.image.common import ImageTokenizer
 from mmtok.image.titok import TiTokConfig, TiTokTokenizer
 from mmtok.image.vqgan import VQGANConfig, VQGANTokenizer
 
-__all__ = ["TiTokConfig", "TiTokTokenizer", "VQGANConfig", "VQGANTokenizer"]
+__all__ = ["ImageTokenizer", "TiTokConfig", "TiTokTokenizer", "VQGANConfig", "VQGANTokenizer"]
