@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mmtok.config import save_yaml
+from mmtok.config import save_yaml, to_dict
 from mmtok.data import BatchStream
 from mmtok.training.config import TrainConfig
 from mmtok.training.ema import EMA
@@ -132,15 +132,9 @@ def setup_run(cfg: TrainConfig) -> Run:
         " (nested)" if tok.is_nested else "", accelerator.num_processes, device, cfg.precision,
     )
     writer = MetricWriter(run_dir, cfg.logging.tensorboard, cfg.logging.wandb, cfg.logging.wandb_project,
-                          _config_dict(cfg), enabled=accelerator.is_main_process)
+                          to_dict(cfg), enabled=accelerator.is_main_process)
     return Run(cfg, accelerator, tok, model, loss_fn, disc, disc_raw, opt, disc_opt, ema, dataset, writer, log,
                MetricWindow(tok.codebook_size, tok.num_codebooks))
-
-
-def _config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    from mmtok.config import to_dict
-
-    return to_dict(cfg)
 
 
 def _channels(dataset: Any, cfg: TrainConfig) -> int:
