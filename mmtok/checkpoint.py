@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,7 +117,13 @@ def load_tokenizer(
     weights = d / WEIGHTS_NAME
     if not weights.is_file():
         raise FileNotFoundError(f"{d} has no {WEIGHTS_NAME}")
-    missing, unexpected = load_model(model, str(weights), strict=False)
+    try:
+        missing, unexpected = load_model(model, str(weights), strict=False)
+    except Exception as e:  # safetensors raises its own SafetensorError on a damaged or foreign file
+        if isinstance(e, RuntimeError) and "size mismatch" in str(e):
+            raise
+        raise ValueError(f"cannot read {weights}: not a valid safetensors file ({type(e).__name__}: {str(e)[:200]}); "
+                         "the checkpoint is damaged or was not written by save_pretrained") from e
     if strict and (missing or unexpected):
         raise RuntimeError(f"weights in {weights} do not match {meta['family']}: missing={missing} unexpected={unexpected}")
     return model.to(device).eval()
@@ -243,5 +250,11 @@ def load_training_state(
         path = d / f"{name}.pt"
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {d} lacks {path.name}")
-        objects[name] = torch.load(path, map_location=map_location, weights_only=True)
+        try:
+            objects[name] = torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError:
+            raise ValueError(f"refusing to load {path}: it holds Python objects beyond tensors and plain containers "
+                             "(mmtok never unpickles code); the checkpoint was not written by mmtok or was altered") from None
+        except (RuntimeError, EOFError) as e:
+            raise ValueError(f"cannot read {path} ({type(e).__name__}: {str(e)[:200]}); the checkpoint is damaged") from e
     return {"meta": meta, "objects": objects, "tensors": tensors}

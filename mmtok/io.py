@@ -2,7 +2,9 @@
 
 Every write goes to a temporary file in the destination folder, is fsync'ed, then renamed
 over the target, so a crash at any point leaves either the old or the new file, never a
-torn one. This module imports nothing of mmtok (the config, checkpoint, shard and metric
+torn one. Files and folders end up with the mode a plain ``open()`` / ``mkdir()`` gives
+under the process umask (``tempfile`` would leave them private to the owner, 0600 / 0700,
+unreadable by the other users of a shared dataset folder). This module imports nothing of mmtok (the config, checkpoint, shard and metric
 rooms all build on it).
 """
 
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -33,6 +36,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it, under a lock)."""
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def default_mode(directory: bool = False) -> int:
+    """Mode of a new file (0666) or folder (0777) under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 def atomic_write(path: str | Path, write_fn: Callable[[Path], None]) -> Path:
     """Call ``write_fn(tmp_path)`` then fsync and rename ``tmp_path`` to ``path``."""
     path = Path(path)
@@ -42,6 +61,7 @@ def atomic_write(path: str | Path, write_fn: Callable[[Path], None]) -> Path:
     tmp_path = Path(tmp)
     try:
         write_fn(tmp_path)
+        os.chmod(tmp_path, default_mode())
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -73,6 +93,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
+        os.chmod(staging, default_mode(directory=True))
         yield staging
         for f in staging.iterdir():
             with open(f, "rb+") as fh:

@@ -4,7 +4,8 @@ The ``lpips`` package ships its linear-layer weights in the wheel; the VGG / Ale
 SqueezeNet trunk weights are torchvision's ImageNet checkpoints, which are never
 downloaded here: they load from an explicit path or from the torch hub cache
 (``$TORCH_HOME/hub/checkpoints``), and a missing file raises an error saying which file to
-put where.
+put where. Trunk files are read as plain tensors (:func:`mmtok.weights.load_state_dict_file`),
+and a file with torchvision's name must match the sha256 prefix in that name.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from mmtok.weights import WeightsError, load_state_dict_file, verify_known_file
 
 # torchvision checkpoint file names of the LPIPS trunks.
 TRUNK_FILES = {
@@ -69,6 +72,7 @@ class LPIPS(nn.Module):
             # pnet_rand=True: build the trunk without torchvision's download; the linear
             # layers still come from the file shipped in the lpips wheel.
             self.model = lpips.LPIPS(pretrained=True, net=net, pnet_rand=True, verbose=False)
+        self.trunk_verified = False
         if trunk_path is not None:
             self._load_trunk(trunk_path)
         self.net, self.weights = net, str(weights)
@@ -76,14 +80,16 @@ class LPIPS(nn.Module):
         self.eval()
 
     def _load_trunk(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        name, url = TRUNK_FILES[self.model.pnet_type]
+        self.trunk_verified = verify_known_file(path, name, url)
+        state = load_state_dict_file(path, f"LPIPS {self.model.pnet_type} trunk weights")
         pnet = self.model.net
         mapped = {}
         for key in pnet.state_dict():
             _, idx, leaf = key.split(".", 2)  # "slice2.5.weight" -> features.5.weight
             src = f"features.{idx}.{leaf}"
             if src not in state:
-                raise ValueError(f"{path} does not look like the torchvision {self.model.pnet_type} checkpoint (no {src})")
+                raise WeightsError(f"{path} does not look like the torchvision {self.model.pnet_type} checkpoint (no {src})")
             mapped[key] = state[src]
         pnet.load_state_dict(mapped)
 

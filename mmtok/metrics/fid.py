@@ -22,6 +22,7 @@ number (tests check agreement to ~1e-7 relative):
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,11 +54,19 @@ class GaussianStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GaussianStats":
-        with np.load(path, allow_pickle=False) as z:
-            if "mu" not in z or "sigma" not in z:
-                raise ValueError(f"{path} holds no FID statistics (needs arrays 'mu' and 'sigma')")
-            n = int(z["n"]) if "n" in z else -1
-            return cls(mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64), n=n)
+        try:
+            with np.load(path, allow_pickle=False) as z:  # object arrays (pickles) are refused
+                if "mu" not in z or "sigma" not in z:
+                    raise ValueError(f"{path} holds no FID statistics (needs arrays 'mu' and 'sigma')")
+                n = int(z["n"]) if "n" in z else -1
+                return cls(mu=z["mu"].astype(np.float64), sigma=z["sigma"].astype(np.float64), n=n)
+        except (OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"cannot read FID statistics from {path} ({type(e).__name__}: {e})") from e
+        except ValueError as e:
+            if "allow_pickle" in str(e):
+                raise ValueError(f"refusing to load {path}: it holds pickled objects (mmtok never unpickles); "
+                                 "FID statistics are plain float arrays 'mu' and 'sigma'") from None
+            raise
 
 
 class FeatureStats:

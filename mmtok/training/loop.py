@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mmtok.config import save_yaml, to_dict
+from mmtok.config import ConfigError, save_yaml, to_dict
 from mmtok.data import BatchStream
 from mmtok.training.config import TrainConfig
 from mmtok.training.ema import EMA
@@ -139,11 +139,24 @@ def setup_run(cfg: TrainConfig) -> Run:
 
 def _channels(dataset: Any, cfg: TrainConfig) -> int:
     """Channels of the data (axis 0 of an item), for the discriminator's input."""
+    first_error = None
     for i in range(min(len(dataset), 64)):
         item = dataset[i]
         if item["x"] is not None:
             return int(item["x"].shape[0])
-    raise ValueError(f"no readable item among the first {min(len(dataset), 64)} of {cfg.data.train}")
+        first_error = first_error or f"{item['path']}: {item.get('error')}"
+    raise ValueError(f"no readable item among the first {min(len(dataset), 64)} of {cfg.data.train} (e.g. {first_error})")
+
+
+def _check_batch_fits(run: Run) -> None:
+    """A clear error naming the config keys when the data cannot fill one batch per rank."""
+    n, world, bs = len(run.dataset), run.accelerator.num_processes, run.cfg.optim.batch_size
+    if n // world < bs:
+        raise ConfigError(
+            f"data.train {run.cfg.data.train!r} has {n} item(s) (files, counted before reading them), fewer than "
+            f"optim.batch_size={bs} per process on {world} process(es); set optim.batch_size <= {max(1, n // world)} "
+            "or add data"
+        )
 
 
 def _sample_batch(run: Run) -> Any:
@@ -239,6 +252,7 @@ def train(cfg: TrainConfig) -> int:
     else:
         run.writer.truncate_after(0)  # a fresh start in an old run dir: drop metrics of the old run
         seed_everything(cfg.seed + run.accelerator.process_index)
+    _check_batch_fits(run)
     run.stream = BatchStream(run.dataset, cfg.optim.batch_size, cfg.data.num_workers, shuffle=True, seed=cfg.seed,
                              rank=run.accelerator.process_index, world_size=run.accelerator.num_processes,
                              drop_last=True, state=run.extra.pop("stream_state", None))

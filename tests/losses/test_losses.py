@@ -66,21 +66,25 @@ def test_lpips_auto_missing_names_file_and_folder(tmp_path, monkeypatch):
         LPIPS(net="resnet", weights="random")
 
 
-def test_lpips_loads_trunk_from_path_and_cache(tmp_path, monkeypatch):
+def test_lpips_loads_trunk_from_path_and_checks_the_cache_file(tmp_path, monkeypatch):
     torch.manual_seed(1)
     ref = LPIPS(net="alex", weights="random")
     # a torchvision-layout checkpoint holding the trunk ("features.N.*") of `ref`
     state = {f"features.{k.split('.', 1)[1]}": v.clone() for k, v in ref.model.net.state_dict().items()}
+    own = tmp_path / "my_alexnet.pth"
+    torch.save(state, own)
+    torch.manual_seed(2)
+    from_path = LPIPS(net="alex", weights=own)
+    assert not from_path.trunk_verified  # a user's own file: loaded, but not the reference trunk
+    x, y = _images(seed=4), _images(seed=5)
+    torch.testing.assert_close(from_path(x, y), ref(x, y))
+    # a file under torchvision's name must match the sha256 prefix in that name
     ckpt = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     ckpt.parent.mkdir(parents=True)
     torch.save(state, ckpt)
-    torch.manual_seed(2)
-    from_path = LPIPS(net="alex", weights=ckpt)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    from_cache = LPIPS(net="alex", weights="auto")
-    x, y = _images(seed=4), _images(seed=5)
-    torch.testing.assert_close(from_path(x, y), ref(x, y))
-    torch.testing.assert_close(from_cache(x, y), ref(x, y))
+    with pytest.raises(ValueError, match="damaged or a different file.*download.pytorch.org"):
+        LPIPS(net="alex", weights="auto")
     bad = tmp_path / "bad.pth"
     torch.save({"something": torch.zeros(1)}, bad)
     with pytest.raises(ValueError, match="does not look like"):

@@ -7,7 +7,9 @@ use torchmetrics' resize path, whose ``antialias=True`` default changes the numb
 
 Weights are never downloaded: they load from an explicit path or from the standard torch
 hub cache (``$TORCH_HOME/hub/checkpoints``); when absent the error names the file and the
-folder to put it in.
+folder to put it in. The file is read by :func:`mmtok.weights.load_state_dict_file` (plain
+tensors only, never unpickled code; torch-fidelity's own loader would unpickle it), and a file
+named ``weights-inception-2015-12-05-6726825d.pth`` must match the sha256 prefix in its name.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mmtok.io import file_sha256
+from mmtok.weights import WeightsError, load_state_dict_file, verify_known_file
 
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
@@ -111,19 +114,19 @@ class InceptionFeatures(nn.Module):
 
     def __init__(self, weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> None:
         super().__init__()
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
         self.weights_path = resolve_weights(weights)
+        self.weights_verified = verify_known_file(self.weights_path, INCEPTION_WEIGHTS_NAME, INCEPTION_WEIGHTS_URL)
         self.weights_sha256 = file_sha256(self.weights_path)
+        state = load_state_dict_file(self.weights_path, "Inception-v3 FID weights")
+        self.net = _build_network()
         try:
-            self.net = FeatureExtractorInceptionV3(
-                "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(self.weights_path)
-            )
-        except (RuntimeError, KeyError, TypeError, ValueError, EOFError) as e:
-            raise ValueError(
-                f"{self.weights_path} is not a valid Inception-v3 FID state dict ({type(e).__name__}: {str(e)[:300]}); "
+            self.net.load_state_dict(state)
+        except RuntimeError as e:
+            raise WeightsError(
+                f"{self.weights_path} is not a valid Inception-v3 FID state dict ({str(e)[:300]}); "
                 f"expected {INCEPTION_WEIGHTS_NAME} from {INCEPTION_WEIGHTS_URL}"
             ) from e
+        self.net.requires_grad_(False)
         self.net.to(device).eval()
 
     @property
@@ -137,6 +140,7 @@ class InceptionFeatures(nn.Module):
             "feature_dim": FEATURE_DIM,
             "weights_file": self.weights_path.name,
             "weights_sha256": self.weights_sha256,
+            "weights_verified": self.weights_verified,
             "resize": RESIZE_DESCRIPTION,
             "input": "uint8 RGB",
         }

@@ -46,6 +46,7 @@ class LPIPSMetric:
             "description": f"VGG LPIPS, weights '{self.weights}' (state sha256 {sha[:16]}), inputs in [-1, 1] from uint8 pixels",
             "weights": self.weights,
             "state_sha256": sha,
+            "trunk_verified": bool(net.trunk_verified),
         }
 
     def update(self, k: int, rec: Tensor, real: Tensor) -> None:

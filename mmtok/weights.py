@@ -1,0 +1,88 @@
+"""Loading external weight files (metric networks, perceptual-loss trunks) without running code.
+
+A ``.pth`` / ``.pt`` file is a pickle: ``torch.load(weights_only=False)`` on a crafted file
+runs arbitrary code. Every external weight file mmtok reads goes through
+:func:`load_state_dict_file`, which only accepts plain tensors and containers
+(``torch.load(weights_only=True)``) or safetensors, and refuses anything else with a clear
+error before any of it is used.
+
+Known public files are named ``<name>-<first 8 hex digits of their sha256>.pth`` (the torch
+hub convention, which ``torch.hub`` itself checks); :func:`verify_known_file` checks a file of
+such a name against the digits in its name, so a truncated or swapped download is caught
+with a message saying where to get the right one.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mmtok.io import file_sha256
+
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|safetensors)$")
+
+
+class WeightsError(ValueError):
+    """An external weights file is not safe to load, damaged, or not the expected network."""
+
+
+def name_hash_prefix(name: str) -> str | None:
+    """The sha256 prefix a torch-hub style file name carries (``vgg16-397923af.pth`` -> ``397923af``)."""
+    m = _HASH_IN_NAME.search(name)
+    return m.group(1) if m else None
+
+
+def verify_known_file(path: str | os.PathLike, expected_name: str, url: str) -> bool:
+    """Check ``path`` against the sha256 prefix in ``expected_name`` when ``path`` has that name.
+
+    Returns True when verified, False when ``path`` has another name (a user's own file: its
+    hash is still recorded by the caller, but it is not the reference network). Raises
+    :class:`WeightsError` when a file of the expected name has the wrong content.
+    """
+    path = Path(path)
+    prefix = name_hash_prefix(expected_name)
+    if path.name != expected_name or prefix is None:
+        return False
+    digest = file_sha256(path)
+    if not digest.startswith(prefix):
+        raise WeightsError(
+            f"{path} has sha256 {digest[:16]}..., but {expected_name} must start with {prefix}: the file is "
+            f"damaged or a different file. Download it again from {url} and place it at {path}."
+        )
+    return True
+
+
+def load_state_dict_file(path: str | os.PathLike, what: str = "weights") -> dict[str, Any]:
+    """A state dict from ``path`` (safetensors, or a torch file of plain tensors), never unpickling code.
+
+    Raises :class:`WeightsError` (naming ``what`` and the file) when the file holds anything
+    but tensors and plain containers, is truncated, or is not a mapping.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            try:
+                state: Any = load_file(str(path), device="cpu")
+            except Exception as e:  # safetensors raises its own SafetensorError
+                raise ValueError(str(e)) from e
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"refusing to load {what} from {path}: it is not a plain tensor file (it holds Python objects or code, "
+            "which mmtok never unpickles); use the original file, or re-save its tensors with torch.save(state_dict)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"cannot read {what} from {path} ({type(e).__name__}: {str(e)[:300]})") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise WeightsError(f"{path} does not hold a state dict of tensors ({what})")
+    return state
