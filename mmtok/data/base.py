@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from mmtok.data.transforms import CROPS, item_rng
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff")
 
 
 def make_item(x: Any, key: str, path: str, label: int = 0, meta: dict[str, Any] | None = None) -> dict[str, Any]:

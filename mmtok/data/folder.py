@@ -1,14 +1,13 @@
-"""Recursive image folder dataset (jpg / jpeg / png / webp)."""
+"""Recursive image folder dataset (jpg / jpeg / png / webp / tif / tiff)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 
 from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset, make_item
-from mmtok.data.transforms import load_image
+from mmtok.data.transforms import load_image, open_image
 
 
 class ImageFolder(ImageDataset):
@@ -44,7 +43,7 @@ class ImageFolder(ImageDataset):
         key = rel.with_suffix("").as_posix()
         label = self.class_to_idx.get(rel.parts[0], 0) if len(rel.parts) > 1 else 0
         try:
-            with Image.open(path) as img:
+            with open_image(path) as img:
                 x = load_image(img, self.resolution, self.crop, self.flip, self._rng(index))
         except Exception as e:  # corrupt / truncated / unreadable: reported, never fatal
             return self.error_item(key, str(path), e)

@@ -19,10 +19,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
 
 from mmtok.data.base import IMAGE_EXTENSIONS, ImageDataset, make_item
-from mmtok.data.transforms import load_image
+from mmtok.data.transforms import load_image, open_image
 
 _LABEL_EXTS = ("cls", "cls.txt", "label", "label.txt")
 _BRACE = re.compile(r"\{([^{}]*)\}")
@@ -154,7 +153,7 @@ class TarShardImages(ImageDataset):
         path = f"{self.shards[si]}:{name}"
         try:
             data = self._read(si, offset, size)
-            with Image.open(io.BytesIO(data)) as img:
+            with open_image(io.BytesIO(data)) as img:
                 x = load_image(img, self.resolution, self.crop, self.flip, self._rng(index))
         except Exception as e:  # corrupt member: reported, never fatal
             return self.error_item(full_key, path, e)
