@@ -1,16 +1,30 @@
-"""Tokenizer training losses as parts: reconstruction terms (L1 / L2, LPIPS, ...), an
-adversarial part with a pluggable discriminator, and ``TokenizerLoss`` composing them."""
+"""Tokenizer training losses as parts: reconstruction terms (L1 / L2, LPIPS, mel / STFT, ...),
+an adversarial part with a pluggable discriminator (PatchGAN; audio MPD / MR-STFT), and
+``TokenizerLoss`` composing them."""
 
 from mmtok.losses.adversarial import (
     AdversarialLoss,
+    DiscriminatorOutput,
+    GeneratorTerms,
     adaptive_weight,
+    as_discriminator_output,
     build_discriminator,
+    feature_matching_loss,
+    gan_d_loss,
+    gan_g_loss,
     hinge_d_loss,
     lecam_reg,
+    lsgan_d_loss,
     register_discriminator,
+)
+from mmtok.losses.audio_discriminators import (
+    CombinedDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionSTFTDiscriminator,
 )
 from mmtok.losses.discriminator import PatchGANDiscriminator
 from mmtok.layers.lpips import LPIPS, resolve_trunk_weights, trunk_cache_path
+from mmtok.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, mel_distance, stft_distance
 from mmtok.losses.terms import PerceptualLoss, PixelLoss, build_loss_term, loss_term_names, register_loss_term
 from mmtok.losses.tokenizer_loss import LossTerms, TokenizerLoss
 
@@ -29,7 +43,21 @@ __all__ = [
     "build_discriminator",
     "adaptive_weight",
     "hinge_d_loss",
+    "lsgan_d_loss",
+    "gan_d_loss",
+    "gan_g_loss",
+    "feature_matching_loss",
     "lecam_reg",
+    "DiscriminatorOutput",
+    "GeneratorTerms",
+    "as_discriminator_output",
+    "MultiPeriodDiscriminator",
+    "MultiResolutionSTFTDiscriminator",
+    "CombinedDiscriminator",
+    "MultiScaleMelLoss",
+    "MultiResolutionSTFTLoss",
+    "mel_distance",
+    "stft_distance",
     "resolve_trunk_weights",
     "trunk_cache_path",
 ]

@@ -7,7 +7,8 @@ weight is non-zero from the config, with no modality branches.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -25,10 +26,18 @@ def loss_term_names() -> list[str]:
     return sorted(_TERMS)
 
 
-def build_loss_term(name: str, **options: Any) -> nn.Module:
+def build_loss_term(name: str, context: Mapping[str, Any] | None = None, **options: Any) -> nn.Module:
+    """Build a registered term. ``context`` holds facts about the data (a tokenizer's
+    ``preprocessing()``, e.g. ``sample_rate``); each is passed only to factories that name it
+    as a parameter and only when ``options`` do not set it."""
     if name not in _TERMS:
         raise ValueError(f"unknown loss term {name!r}; known: {loss_term_names()}")
-    return _TERMS[name](**options)
+    factory = _TERMS[name]
+    if context:
+        named = {p.name for p in inspect.signature(factory).parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        options = {**{k: v for k, v in context.items() if k in named}, **options}
+    return factory(**options)
 
 
 class PixelLoss(nn.Module):

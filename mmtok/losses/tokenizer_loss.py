@@ -1,7 +1,8 @@
 """One loss object for single-stage tokenizer training, composed of parts:
 
 - reconstruction terms by name (``l1``, ``l2``, ``perceptual``, ...; :mod:`mmtok.losses.terms`),
-- an optional adversarial part with any discriminator (:class:`~mmtok.losses.adversarial.AdversarialLoss`),
+- an optional adversarial part with any discriminator, with hinge / LSGAN loss and feature
+  matching (:class:`~mmtok.losses.adversarial.AdversarialLoss`),
 - the tokenizer's own quantizer loss (``out.loss``).
 
     loss_fn = TokenizerLoss.from_weights(l1_weight=1.0, perceptual_weight=1.0, perceptual="auto",
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mmtok.losses.adversarial import AdversarialLoss, build_discriminator
+from mmtok.losses.adversarial import AdversarialLoss, GeneratorTerms, build_discriminator
 from mmtok.losses.terms import build_loss_term
 from mmtok.tokenizer import TokenizerOutput
 
@@ -38,7 +39,8 @@ class LossTerms:
 
 
 class TokenizerLoss(nn.Module):
-    """``sum_i w_i * term_i(recon, x) + gan_weight * gan + quantizer_weight * out.loss``.
+    """``sum_i w_i * term_i(recon, x) + gan_weight * gan [+ fm_weight * feature_matching]
+    + quantizer_weight * out.loss``.
 
     Args:
         terms: name -> (weight, module or None). A ``None`` module (weight 0) is logged as 0,
@@ -76,11 +78,19 @@ class TokenizerLoss(nn.Module):
         quantizer_weight: float = 1.0,
         discriminator: nn.Module | None = None,
         extra_terms: dict[str, tuple[float, dict[str, Any]]] | None = None,
+        gan_loss: str = "hinge",
+        feature_matching_weight: float = 0.0,
+        term_context: dict[str, Any] | None = None,
     ) -> "TokenizerLoss":
         """The usual recipe by named weights. ``perceptual``: LPIPS trunk weights ("auto" = the
         local torch cache, never downloaded; "random" only for tests; a path; None = no LPIPS).
         ``discriminator``: a module, or None to build a PatchGAN when ``gan_weight > 0``.
-        ``extra_terms``: more registered terms, name -> (weight, options)."""
+        ``extra_terms``: more registered terms, name -> (weight, options), e.g. audio
+        ``{"mel": (15.0, {"sample_rate": 16000}), "stft": (1.0, {})}``.
+        ``term_context``: data facts (``tok.preprocessing()``, e.g. ``sample_rate``) given to
+        the extra terms that take them. ``gan_loss``: "hinge" or "lsgan"; ``feature_matching_weight``: L1 between the
+        discriminator's hidden features of recon and x (needs a feature-returning
+        discriminator such as ``audio``; used only when ``gan_weight > 0``)."""
         use_lpips = perceptual is not None and perceptual_weight > 0
         terms: dict[str, tuple[float, nn.Module | None]] = {
             "l1": (l1_weight, build_loss_term("l1")),
@@ -88,11 +98,14 @@ class TokenizerLoss(nn.Module):
             "perceptual": (perceptual_weight, build_loss_term("perceptual", weights=str(perceptual), net=perceptual_net) if use_lpips else None),
         }
         for name, (w, opts) in (extra_terms or {}).items():
-            terms[name] = (w, build_loss_term(name, **opts) if w > 0 else None)
+            terms[name] = (w, build_loss_term(name, term_context, **opts) if w > 0 else None)
         adv = None
         if gan_weight > 0:
             disc = discriminator if discriminator is not None else build_discriminator("patchgan")
-            adv = AdversarialLoss(disc, gan_weight, gan_start_step, adaptive_gan_weight, lecam_weight, lecam_decay)
+            adv = AdversarialLoss(disc, gan_weight, gan_start_step, adaptive_gan_weight, lecam_weight, lecam_decay,
+                                  loss=gan_loss, feature_matching_weight=feature_matching_weight)
+        elif feature_matching_weight > 0:
+            raise ValueError("feature_matching_weight > 0 needs the adversarial part (gan_weight > 0)")
         return cls(terms, adv, quantizer_weight)
 
     @property
@@ -117,7 +130,9 @@ class TokenizerLoss(nn.Module):
     def generator_loss(self, x: Tensor, out: TokenizerOutput, step: int, last_layer: Tensor | None = None) -> LossTerms:
         """Loss for the tokenizer's optimizer. x: targets (any modality); out: ``tok(x)``.
 
-        terms: one per reconstruction term, then gan, gan_weight (the effective weight), quantizer.
+        terms: one per reconstruction term, then gan, gan_weight (the effective weight),
+        feature_matching (only when the adversarial part has feature_matching_weight > 0, so a
+        recipe's keys do not depend on the step), quantizer.
         """
         recon = out.recon
         self._check_pair(x, recon)
@@ -130,16 +145,22 @@ class TokenizerLoss(nn.Module):
                     rec = rec + w * values[name]
             else:
                 values[name] = recon.new_zeros((), dtype=torch.float32)
-        gan = weight = recon.new_zeros((), dtype=torch.float32)
+        zero = recon.new_zeros((), dtype=torch.float32)
+        adv = GeneratorTerms(zero, zero, zero, zero)
         if self.adversarial is not None:
-            gan, weight = self.adversarial.generator_terms(recon, rec, step, last_layer)
+            adv = self.adversarial.generator_terms(recon, rec, step, last_layer, x=x)
         quant = out.loss.float().reshape(())
-        total = rec + weight * gan + self.quantizer_weight * quant
-        terms = {**values, "gan": gan, "gan_weight": weight, "quantizer": quant}
+        total = rec + adv.weight * adv.gan + self.quantizer_weight * quant
+        terms = {**values, "gan": adv.gan, "gan_weight": adv.weight}
+        if self.adversarial is not None and self.adversarial.feature_matching_weight > 0:
+            total = total + adv.feature_matching_weight * adv.feature_matching
+            terms["feature_matching"] = adv.feature_matching
+        terms["quantizer"] = quant
         return LossTerms(total=total, terms={k: v.detach().float().reshape(()) for k, v in terms.items()})
 
     def discriminator_loss(self, x: Tensor, recon_detached: Tensor, step: int) -> LossTerms:
-        """Hinge loss (+ LeCAM) for the discriminator's optimizer; weighs 0 before the GAN start step."""
+        """Hinge / LSGAN loss (+ LeCAM) for the discriminator's optimizer, summed over
+        sub-discriminators; weighs 0 before the GAN start step."""
         if self.adversarial is None:
             raise RuntimeError("this TokenizerLoss has no discriminator (gan_weight == 0)")
         self._check_pair(x, recon_detached)

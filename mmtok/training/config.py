@@ -68,8 +68,14 @@ class LossConfig:
     gan_weight: float = 0.0
     gan_start_step: int = 0
     adaptive_gan_weight: bool = True
+    gan_loss: str = "hinge"  # "hinge" | "lsgan"
+    feature_matching_weight: float = 0.0  # L1 between D's hidden features of recon and x (audio discriminators)
     lecam_weight: float = 0.0
     quantizer_weight: float = 1.0
+    # more registered terms (mmtok.losses.loss_term_names()): name -> {weight: w, **options}, logged
+    # as loss/<name>; facts of the tokenizer's data (e.g. sample_rate) fill the options they name.
+    # Audio: {mel: {weight: 15.0}, stft: {weight: 1.0}}
+    terms: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,8 +162,13 @@ class TrainConfig:
         need(self.logging.every > 0 and self.logging.image_every >= 0, "logging.every must be positive, logging.image_every >= 0")
         need(self.stop_at_step is None or self.stop_at_step > 0, "stop_at_step must be positive")
         need(self.cpu_threads is None or self.cpu_threads > 0, "cpu_threads must be positive (or null for automatic)")
-        for k in ("l1_weight", "l2_weight", "perceptual_weight", "gan_weight", "lecam_weight", "quantizer_weight"):
+        for k in ("l1_weight", "l2_weight", "perceptual_weight", "gan_weight", "lecam_weight", "quantizer_weight",
+                  "feature_matching_weight"):
             need(getattr(self.loss, k) >= 0, f"loss.{k} must be >= 0")
+        need(self.loss.gan_loss in ("hinge", "lsgan"), f"loss.gan_loss must be hinge|lsgan, got {self.loss.gan_loss!r}")
+        for name, spec in self.loss.terms.items():
+            need(isinstance(spec, dict) and isinstance(spec.get("weight"), (int, float)) and spec["weight"] >= 0,
+                 f"loss.terms.{name} must be a mapping with a weight >= 0 (and the term's options), got {spec!r}")
         return self
 
     @property

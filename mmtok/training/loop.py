@@ -112,7 +112,7 @@ def setup_run(cfg: TrainConfig) -> Run:
         log.info("CPU run: %d torch thread(s)", threads)
     dataset = open_train_dataset(cfg, tok)
     log.info("data: %r", dataset)
-    loss_fn = build_loss(cfg, in_channels=_channels(dataset, cfg)).to(device)
+    loss_fn = build_loss(cfg, in_channels=_channels(dataset, cfg), context=tok.preprocessing()).to(device)
     disc_raw = loss_fn.discriminator
     ema = EMA(tok, cfg.ema.decay, cfg.ema.warmup).to(device) if cfg.ema.enabled else None
     fused = device.type == "cuda" and not is_fsdp(accelerator)

@@ -81,18 +81,25 @@ def open_train_dataset(cfg: TrainConfig, tok: Any, **override: Any) -> Any:
     return open_dataset(cfg.data.train, modality=tok.modality, **{**data_preprocessing(cfg, tok), **override})
 
 
-def build_loss(cfg: TrainConfig, in_channels: int) -> Any:
-    """``TokenizerLoss`` from ``cfg.loss`` (named weights) and ``cfg.discriminator``."""
-    from mmtok.losses import TokenizerLoss, build_discriminator
+def build_loss(cfg: TrainConfig, in_channels: int, context: dict[str, Any] | None = None) -> Any:
+    """``TokenizerLoss`` from ``cfg.loss`` (named weights and extra terms) and ``cfg.discriminator``.
+
+    ``context``: facts of the data (``tok.preprocessing()``) for the terms that take them."""
+    from mmtok.losses import TokenizerLoss, build_discriminator, loss_term_names
 
     w = cfg.loss
+    unknown = sorted(set(w.terms) - set(loss_term_names()))
+    if unknown:
+        raise ConfigError(f"loss.terms: unknown term(s) {unknown}; registered: {loss_term_names()}")
     disc = None
     if w.gan_weight > 0:
         disc = build_discriminator(cfg.discriminator.type, in_channels=in_channels, **cfg.discriminator.options)
+    extra = {name: (float(spec["weight"]), {k: v for k, v in spec.items() if k != "weight"}) for name, spec in w.terms.items()}
     return TokenizerLoss.from_weights(
         l1_weight=w.l1_weight, l2_weight=w.l2_weight, perceptual_weight=w.perceptual_weight, perceptual=w.perceptual,
         gan_weight=w.gan_weight, gan_start_step=w.gan_start_step, adaptive_gan_weight=w.adaptive_gan_weight,
         lecam_weight=w.lecam_weight, quantizer_weight=w.quantizer_weight, discriminator=disc,
+        extra_terms=extra, gan_loss=w.gan_loss, feature_matching_weight=w.feature_matching_weight, term_context=context,
     )
 
 
