@@ -43,6 +43,8 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
     - ``token_shape``: the code grid of one item (residual level last when there are several)
     - ``codebook_sizes``: one entry per residual level; ``num_codebooks``; ``bits_per_item``
     - ``is_nested`` / ``prefix_lengths()``: prefix-decodable 1D tokens
+    - ``rate_ladder()`` / ``truncate_codes(codes, k)`` / ``bits_at(k)`` / ``ladder_unit``: the code
+      sizes quality is reported at (token prefixes, or residual levels for RVQ codecs)
     - ``last_layer_weight``: the decoder's output weight (adaptive GAN weight)
     - ``preprocessing()``: what a dataset must deliver (image: ``resolution``; audio:
       ``sample_rate``), passed to ``mmtok.data.open_dataset``
@@ -136,6 +138,25 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
     def prefix_lengths(self) -> list[int]:
         """Prefix lengths worth reporting for a nested tokenizer (1, 2, 4, ..., K); ``[K]`` otherwise."""
         return prefix_lengths(self.num_tokens) if self.is_nested else [self.num_tokens]
+
+    # --- the rate ladder: quality is reported at each rung, the full code last ---------------
+    @property
+    def ladder_unit(self) -> str:
+        """What a rung counts: "tokens" (a prefix of ordered tokens) or "levels" (residual levels)."""
+        return "tokens"
+
+    def rate_ladder(self) -> list[int]:
+        """Code sizes to report quality at, the full code last (default: ``prefix_lengths()``;
+        residual codecs: levels 1..Q)."""
+        return self.prefix_lengths()
+
+    def truncate_codes(self, codes: Tensor, k: int) -> Tensor:
+        """The codes of rung ``k`` (default: the first ``k`` tokens, ``codes[:, :k]``)."""
+        return codes if k == self.rate_ladder()[-1] else codes[:, :k]
+
+    def bits_at(self, k: int) -> float:
+        """Bits of one item's codes at rung ``k`` (default: ``bits_per_item * k / full``)."""
+        return self.bits_per_item * k / self.rate_ladder()[-1]
 
     def describe(self) -> dict[str, Any]:
         """Modality-independent facts plus the modality's own (``preprocessing()``)."""

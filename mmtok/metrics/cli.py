@@ -114,7 +114,7 @@ def print_summary(report: dict[str, Any], suite: type[MetricSuite], out: Path) -
     print("".join(f"{name:>{w}}" for (name, _), w in zip(cols, width)))
     print("".join(f"{_fmt(v):>{w}}" for (_, v), w in zip(cols, width)))
     for r in report.get("prefix", []):
-        print(f"  tokens {r['tokens']:>4}: " + "  ".join(f"{q.label} {_fmt(r.get(q.key))}" for q in suite.metrics))
+        print(f"  {report.get('ladder_unit', 'tokens')} {r['rung']:>4}: " + "  ".join(f"{q.label} {_fmt(r.get(q.key))}" for q in suite.metrics))
     print(f"report: {out / 'report.md'}")
     if report["skipped"]:
         path, err = report["skipped"][0]

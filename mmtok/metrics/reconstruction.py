@@ -106,21 +106,24 @@ def evaluate_reconstruction(
 
 
 def resolve_prefix_lengths(tok: Any, prefix_lengths: Sequence[int] | str | None) -> list[int]:
-    """Sorted lengths to decode, the full ``tok.num_tokens`` last: "auto" = ``tok.prefix_lengths()``
-    (``[K]`` for a tokenizer that is not nested), None = ``[K]``, or explicit lengths (nested only)."""
-    full = int(tok.num_tokens)
+    """Sorted rungs of the rate ladder to decode, the full code last: "auto" = ``tok.rate_ladder()``
+    (token prefixes of a nested tokenizer, residual levels of an RVQ codec, else just the full
+    code), None = the full code only, or explicit rungs (tokenizers with a ladder only)."""
+    ladder = [int(k) for k in tok.rate_ladder()]
+    full = ladder[-1]
     if prefix_lengths is None:
         return [full]
     if isinstance(prefix_lengths, str):
         if prefix_lengths != "auto":
             raise ValueError(f"prefix_lengths must be 'auto', None or a list of ints, got {prefix_lengths!r}")
-        return [int(k) for k in tok.prefix_lengths()]
-    if not tok.is_nested:
-        raise ValueError(f"{type(tok).__name__} is not nested (prefix-decodable); prefix_lengths must be None or 'auto'")
+        return ladder
+    if len(ladder) == 1 and not tok.is_nested:
+        raise ValueError(f"{type(tok).__name__} has no rate ladder (neither nested tokens nor residual levels); "
+                         "prefix_lengths must be None or 'auto'")
     lengths = sorted({int(k) for k in prefix_lengths})
     bad = [k for k in lengths if not 1 <= k <= full]
     if bad:
-        raise ValueError(f"prefix lengths {bad} outside [1, {full}]")
+        raise ValueError(f"prefix lengths ({tok.ladder_unit}) {bad} outside [1, {full}]")
     return lengths if full in lengths else [*lengths, full]
 
 
@@ -196,7 +199,7 @@ def _reconstruct(tok: Any, suite: MetricSuite, hist: CodebookHistogram, shard: D
             run.encode_s += seconds
             hist.update(codes)
             for k in lengths:
-                rec, seconds = _timed(tok.decode, codes if k == full else codes[:, :k], device)
+                rec, seconds = _timed(tok.decode, tok.truncate_codes(codes, k), device)
                 if k == full:
                     run.decode_s += seconds
                 if rec.shape != x.shape:
@@ -244,8 +247,8 @@ def _report(tok: Any, suite: MetricSuite, rows: dict[int, dict[str, Any]], *, n:
     item, full, bits = suite.item, int(tok.num_tokens), float(tok.bits_per_item)
     prefix = []
     for k, values in rows.items():
-        kbits = bits * k / full
-        prefix.append({"tokens": k, f"bits_per_{item}": kbits, **suite.rate_fields(kbits), **values})
+        kbits = float(tok.bits_at(k))
+        prefix.append({tok.ladder_unit: k, "rung": k, f"bits_per_{item}": kbits, **suite.rate_fields(kbits), **values})
     head = prefix[-1]
     enc, dec, wall = times
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
@@ -272,6 +275,7 @@ def _report(tok: Any, suite: MetricSuite, rows: dict[int, dict[str, Any]], *, n:
             "eval_seconds": wall,
         },
         "prefix": prefix if len(prefix) > 1 else [],
+        "ladder_unit": tok.ladder_unit,
         **suite.sections(),
         "skipped": [list(s) for s in skipped],
         "files": {},

@@ -29,8 +29,9 @@ def _fmt(v: Any, digits: int = 4) -> str:
 
 
 def plot_prefix_curve(rows: list[dict[str, Any]], path: str | os.PathLike, metrics: Sequence[MetricInfo],
-                      title: str = "") -> Path:
-    """PNG of quality vs number of tokens, one panel per metric of ``metrics`` that was measured."""
+                      title: str = "", unit: str = "tokens") -> Path:
+    """PNG of quality vs the rate ladder (number of tokens, or residual levels), one panel per
+    metric of ``metrics`` that was measured."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -38,11 +39,12 @@ def plot_prefix_curve(rows: list[dict[str, Any]], path: str | os.PathLike, metri
 
     shown = [m for m in metrics if any(r.get(m.key) is not None and not _nan(r.get(m.key)) for r in rows)]
     fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(3.6 * max(1, len(shown)), 3.2), squeeze=False)
-    x = [r["tokens"] for r in rows]
+    x = [r["rung"] for r in rows]
     for ax, m in zip(axes[0], shown):
         ax.plot(x, [r.get(m.key) for r in rows], marker="o")
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("tokens")
+        if unit == "tokens":
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(unit)
         ax.set_title(m.title + (" (lower is better)" if m.lower_is_better else ""), fontsize=9)
         ax.grid(alpha=0.3)
         ax.ticklabel_format(axis="y", useOffset=False)
@@ -80,10 +82,12 @@ def markdown_report(report: dict[str, Any], suite: MetricSuite | type[MetricSuit
     ]
     if report.get("prefix"):
         cols = [*suite.rates, *suite.metrics]
-        lines += ["", "## Quality vs number of tokens (prefix decoding)", "",
-                  "| tokens | " + " | ".join(c.label for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        unit = report.get("ladder_unit", "tokens")
+        how = "prefix decoding" if unit == "tokens" else "decoding the first levels"
+        lines += ["", f"## Quality vs number of {unit} ({how})", "",
+                  f"| {unit} | " + " | ".join(c.label for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
         for r in report["prefix"]:
-            lines.append(f"| {r['tokens']} | " + " | ".join(_fmt(r.get(c.key)) for c in cols) + " |")
+            lines.append(f"| {r['rung']} | " + " | ".join(_fmt(r.get(c.key)) for c in cols) + " |")
     if report.get("skipped"):
         lines += ["", f"Skipped {len(report['skipped'])} unreadable item(s); first: `{report['skipped'][0]}` "
                   "(all of them under `skipped` in report.json)"]
@@ -120,7 +124,8 @@ def write_report(report: dict[str, Any], out: Path, suite: MetricSuite) -> None:
     if report["prefix"]:
         tk = report["tokenizer"]
         title = f"{tk.get('variant') or tk['family']} (protocol {report['protocol']['id']})"
-        plot_prefix_curve(report["prefix"], out / "prefix_curve.png", suite.metrics, title=title)
+        plot_prefix_curve(report["prefix"], out / "prefix_curve.png", suite.metrics, title=title,
+                          unit=report.get("ladder_unit", "tokens"))
         files["prefix_plot"] = "prefix_curve.png"
     files["json"] = "report.json"
     files["markdown"] = "report.md"

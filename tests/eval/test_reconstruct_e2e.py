@@ -74,15 +74,15 @@ def test_eval_cli_writes_complete_report(trained_checkpoint, inception_weights, 
 
 def test_eval_cli_bad_input(trained_checkpoint, tmp_path, capsys, monkeypatch):
     # a checkpoint of another modality
-    other = tmp_path / "audio_ckpt"
+    other = tmp_path / "tactile_ckpt"
     other.mkdir()
     meta = json.loads((trained_checkpoint / "config.json").read_text())
-    meta["modality"] = "audio"
+    meta["modality"] = "tactile"
     (other / "config.json").write_text(json.dumps(meta))
     (other / "model.safetensors").write_bytes((trained_checkpoint / "model.safetensors").read_bytes())
     assert eval_main([str(other), "--data", "synthetic:2", "--no-fid"]) == 2
     err = capsys.readouterr().err
-    assert "no metric suite for 'audio'" in err and err.startswith("mmtok eval: error: ") and err.count("\n") == 1
+    assert "no metric suite for 'tactile'" in err and err.startswith("mmtok eval: error: ") and err.count("\n") == 1
     # images of the wrong size
     assert eval_main([str(trained_checkpoint), "--data", "synthetic:2", "--resolution", "48", "--no-fid",
                         "--lpips-weights", "none", "--out", str(tmp_path / "o"), "--no-progress"]) == 2

@@ -123,7 +123,7 @@ def test_new_modality_plugs_in(signal_suite, tmp_path):
 
 
 def test_unregistered_modality_is_a_clear_error():
-    with pytest.raises(ValueError, match=r"no metric suite for 'smell' tokenizers; registered modalities: \['image'"):
+    with pytest.raises(ValueError, match=r"no metric suite for 'smell' tokenizers; registered modalities: \[.*'image'"):
         metric_suite("smell")
     with pytest.raises(TypeError, match="MetricSuite"):
         suite_module.register_metric_suite("smell", object)
