@@ -130,3 +130,16 @@ def config_hash(obj: Any) -> str:
     """Stable short hash of a config (dataclass or dict), used to tag checkpoints and shards."""
     blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def build_config(cls: type, defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """A registered variant's defaults + user overrides -> its config dataclass; an unknown key
+    is a ``ConfigError``.
+
+    The merge is shallow on purpose: ``quantizer={"type": "vq"}`` replaces the whole
+    quantizer mapping instead of mixing options of two quantizer types.
+    """
+    try:
+        return from_dict(cls, {**defaults, **overrides})
+    except (ConfigError, TypeError) as e:  # TypeError: e.g. a non-dict for a nested field
+        raise ConfigError(f"bad override for {cls.__name__}: {e}") from e

@@ -16,8 +16,8 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "[setup] environment up to date ($venv)"
   exit 0
 fi
-echo "[setup] installing torch (pinned) and mmtok[dev] into $venv"
-"$venv/bin/pip" install -q torch==2.11.0 torchvision==0.26.0
+echo "[setup] installing torch / torchvision / torchaudio (pinned) and mmtok[dev] into $venv"
+"$venv/bin/pip" install -q torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0
 "$venv/bin/pip" install -q -e ".[dev]"
 echo "$want" > "$stamp"
 echo "[setup] done"

@@ -15,7 +15,7 @@ wheel="$(ls "$work"/dist/mmtok-*.whl)"
 venv="$work/venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch==2.11.0 torchvision==0.26.0
+  "$venv/bin/pip" install -q torch==2.11.0 torchvision==0.26.0 torchaudio==2.11.0
 fi
 "$venv/bin/pip" install -q --force-reinstall --no-deps "$wheel"
 "$venv/bin/pip" install -q "$wheel"

@@ -85,6 +85,11 @@ def views_for(modality: str, **options: Any) -> Any:
 
 register_modality("image", open_image_dataset, ImageViews)
 
+from mmtok.data.audio import AudioDataset, AudioFolder, AudioViews, audio_extensions, load_audio, open_audio_dataset, save_wav  # noqa: E402
+from mmtok.data.synthetic_audio import SyntheticAudio  # noqa: E402
+
+register_modality("audio", open_audio_dataset, AudioViews)
+
 __all__ = [
     "open_dataset",
     "register_modality",
@@ -106,4 +111,12 @@ __all__ = [
     "to_uint8",
     "resize_crop",
     "expand_braces",
+    "AudioDataset",
+    "AudioFolder",
+    "AudioViews",
+    "SyntheticAudio",
+    "audio_extensions",
+    "load_audio",
+    "open_audio_dataset",
+    "save_wav",
 ]

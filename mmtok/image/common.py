@@ -7,13 +7,8 @@ from typing import Any, ClassVar
 
 from torch import Tensor
 
-from mmtok.config import ConfigError, from_dict
 from mmtok.tokenizer import Tokenizer, check_range
 
-# The VQ options of every registered image preset: l2-normalised (cosine) lookup, codes
-# k-means initialised on the first batch and restarted from batch vectors when their EMA
-# cluster size falls below the threshold (without them real photos use a handful of codes).
-ROBUST_VQ: dict[str, Any] = {"use_cosine_sim": True, "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0}
 
 
 def check_image(x: Tensor, in_channels: int, multiple: int, name: str = "images") -> tuple[int, int]:
@@ -78,16 +73,3 @@ class ImageTokenizer(Tokenizer):
         """Alias of ``bits_per_item``: bits of one image's codes at the training size."""
         return self.bits_per_item
 
-
-def build_config(cls: type, defaults: dict[str, Any], overrides: dict[str, Any]) -> Any:
-    """Variant defaults + user overrides -> config dataclass; an unknown key is a ``ConfigError``.
-
-    The merge is shallow on purpose: ``quantizer={"type": "vq"}`` replaces the whole
-    quantizer mapping instead of mixing options of two quantizer types.
-    """
-    try:
-        return from_dict(cls, {**defaults, **overrides})
-    except ConfigError as e:
-        raise ConfigError(f"bad override for {cls.__name__}: {e}") from e
-    except TypeError as e:  # e.g. a non-dict for a nested field
-        raise ConfigError(f"bad override for {cls.__name__}: {e}") from e

@@ -15,7 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from mmtok.image.common import ROBUST_VQ, build_config
+from mmtok.config import build_config
+from mmtok.quantize import ROBUST_VQ
 from mmtok.image.titok import TiTokConfig, TiTokTokenizer
 from mmtok.registry import register_tokenizer
 

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mmtok.image.common import ROBUST_VQ, ImageTokenizer, build_config, parse_image_size
+from mmtok.config import build_config
+from mmtok.image.common import ImageTokenizer, parse_image_size
+from mmtok.quantize import ROBUST_VQ
 from mmtok.layers.conv import ConvDecoder2d, ConvEncoder2d
 from mmtok.quantize import Quantizer, build as build_quantizer, codes_to_grid, from_channel_last, grid_to_codes, to_channel_last
 from mmtok.registry import register_family, register_tokenizer

@@ -1,5 +1,23 @@
-"""Shared building blocks: transformer (timm ViT blocks with an attention mask), 2D conv encoder/decoder parts."""
+"""Shared building blocks: transformer (timm ViT blocks with an attention mask), 2D conv encoder/decoder
+parts, 1D audio blocks (Snake, weight-normed causal/centred convs, SEANet, ConvNeXt1d, iSTFT head, streaming)."""
 
+from mmtok.layers.audio import (
+    AudioConv1d,
+    AudioConvTranspose1d,
+    ConvNeXt1d,
+    ISTFTHead,
+    LayerNorm1d,
+    Reach,
+    ResidualUnit1d,
+    SEANetDecoder,
+    SEANetEncoder,
+    Snake,
+    StreamingModule,
+    chain_reach,
+    reach,
+    streaming,
+    weight_of,
+)
 from mmtok.layers.conv import (
     AttnBlock2d,
     ConvDecoder2d,
@@ -22,4 +40,19 @@ __all__ = [
     "ConvEncoder2d",
     "ConvDecoder2d",
     "group_norm",
+    "AudioConv1d",
+    "AudioConvTranspose1d",
+    "ConvNeXt1d",
+    "ISTFTHead",
+    "LayerNorm1d",
+    "Reach",
+    "ResidualUnit1d",
+    "SEANetDecoder",
+    "SEANetEncoder",
+    "Snake",
+    "StreamingModule",
+    "chain_reach",
+    "reach",
+    "streaming",
+    "weight_of",
 ]

@@ -252,6 +252,16 @@ def _report(tok: Any, suite: MetricSuite, rows: dict[int, dict[str, Any]], *, n:
     head = prefix[-1]
     enc, dec, wall = times
     dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
+    throughput = {
+        "device": dev_name,
+        "batch_size": batch_size,
+        "world_size": world,
+        f"encode_{item}s_per_s": n / enc if enc > 0 else None,
+        f"decode_{item}s_per_s": n / dec if dec > 0 else None,
+        f"eval_{item}s_per_s": n / wall if wall > 0 else None,
+        "eval_seconds": wall,
+    }
+    throughput.update(suite.throughput_fields(throughput))
     return {
         "mmtok_version": mmtok.__version__,
         "checkpoint": checkpoint,
@@ -265,15 +275,7 @@ def _report(tok: Any, suite: MetricSuite, rows: dict[int, dict[str, Any]], *, n:
             **{r.key: head[r.key] for r in suite.rates},
         },
         "codebook": codebook,
-        "throughput": {
-            "device": dev_name,
-            "batch_size": batch_size,
-            "world_size": world,
-            f"encode_{item}s_per_s": n / enc if enc > 0 else None,
-            f"decode_{item}s_per_s": n / dec if dec > 0 else None,
-            f"eval_{item}s_per_s": n / wall if wall > 0 else None,
-            "eval_seconds": wall,
-        },
+        "throughput": throughput,
         "prefix": prefix if len(prefix) > 1 else [],
         "ladder_unit": tok.ladder_unit,
         **suite.sections(),

@@ -106,6 +106,10 @@ class MetricSuite:
         """Extra top-level report sections (after ``prefix``)."""
         return {}
 
+    def throughput_fields(self, throughput: dict[str, Any]) -> dict[str, Any]:
+        """Extra ``throughput`` entries derived from the measured rates (audio: real-time factors)."""
+        return {}
+
     @classmethod
     def protocol_summary(cls, report: dict[str, Any]) -> str:
         """One line: N, preprocessing and dataset (console and report.md)."""
@@ -174,3 +178,4 @@ def list_metric_suites() -> list[str]:
 
 
 register_metric_suite("image", "mmtok.metrics.image.suite:ImageSuite")
+register_metric_suite("audio", "mmtok.metrics.audio.suite:AudioSuite")

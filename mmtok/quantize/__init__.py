@@ -20,6 +20,11 @@ from mmtok.quantize.residual import RVQ, ResidualFSQ
 from mmtok.quantize.stats import all_reduce_histogram, code_histogram, histogram_summary
 from mmtok.quantize.vq import VQ
 
+# VQ options of every registered preset (image and audio): l2-normalised (cosine) lookup,
+# codes k-means initialised on the first batch and restarted from batch vectors when their
+# EMA cluster size falls below the threshold (without them real data uses a handful of codes).
+ROBUST_VQ: dict[str, Any] = {"use_cosine_sim": True, "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0}
+
 QUANTIZERS: dict[str, type[Quantizer]] = {cls.kind: cls for cls in (VQ, RVQ, FSQ, ResidualFSQ, LFQ, BSQ)}
 
 
@@ -69,6 +74,7 @@ def build(spec: Mapping[str, Any], dim: int | None = None) -> Quantizer:
 
 
 __all__ = [
+    "ROBUST_VQ",
     "Quantizer",
     "QuantizerOutput",
     "VQ",

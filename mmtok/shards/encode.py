@@ -41,7 +41,7 @@ from mmtok.shards.identity import checkpoint_identity, expected_metadata
 # ``mmtok.data.views_for``, "dataset" to ``mmtok.data.open_dataset``. Options of other
 # modalities can always be given as those three dicts.
 OPTION_GROUPS = {"resolution": "preprocessing", "crop": "dataset", "flip": "views", "crops": "views",
-                 "crop_scale": "views"}
+                 "crop_scale": "views", "segment": "dataset"}
 
 
 class NoReadableItemsError(ValueError):
@@ -147,8 +147,9 @@ def open_job(
         view_options: augmentation copies, for ``mmtok.data.views_for`` (image: ``flip``,
             ``crops`` (<= 5: center, then corners), ``crop_scale``).
         dataset_options: more ``open_dataset`` options (image: ``crop`` "center" / "random").
-        **named: the image options by name (``resolution``, ``crop``, ``flip``, ``crops``,
-            ``crop_scale``; see ``OPTION_GROUPS``), None meaning the default.
+        **named: options by name (image: ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale``;
+            audio: ``segment`` ("chunks", the default: every file in consecutive items; "start");
+            see ``OPTION_GROUPS``), None meaning the default.
     """
     import mmtok
     from mmtok.data import collate, open_dataset, views_for
@@ -160,7 +161,7 @@ def open_job(
     tok = mmtok.load_tokenizer(checkpoint, device=pick_device(device))
     prep = {**tok.preprocessing(), **opts["preprocessing"]}
     views = views_for(tok.modality, **prep, **opts["views"])
-    dataset = open_dataset(str(input), modality=tok.modality, **views.load_preprocessing, **opts["dataset"], seed=seed)
+    dataset = open_dataset(str(input), modality=tok.modality, **{**views.load_preprocessing, **opts["dataset"]}, seed=seed)
     probe = None
     if precision == "auto" and tok.device.type == "cuda":
         # The first batch of the dataset (the same on every rank and every rerun) decides whether bf16 is safe.

@@ -77,4 +77,24 @@ class PNGWriter(SampleWriter):
         Image.fromarray(to_uint8(x).permute(1, 2, 0).numpy()).save(path)
 
 
+class WAVWriter(SampleWriter):
+    """Audio (C, S) -> 16-bit PCM WAV at the shards' sample rate (``modality_info["sample_rate"]``)."""
+
+    extension = ".wav"
+
+    def __init__(self, out_dir: str | Path, meta: ShardMetadata) -> None:
+        super().__init__(out_dir, meta)
+        rate = meta.modality_info.get("sample_rate")
+        if not isinstance(rate, int) or rate <= 0:
+            raise ValueError("these audio shards record no sample_rate in their metadata (modality_info); "
+                             "re-encode them with this version of mmtok")
+        self.sample_rate = rate
+
+    def write(self, path: Path, x: Tensor) -> None:
+        from mmtok.data.audio import save_wav
+
+        save_wav(path, x, self.sample_rate)
+
+
 register_sample_writer("image", PNGWriter)
+register_sample_writer("audio", WAVWriter)

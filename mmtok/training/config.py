@@ -30,11 +30,13 @@ class DataConfig:
 
     ``preprocessing`` is passed to the modality's opener on top of what the tokenizer needs
     (``tok.preprocessing()``, e.g. an image tokenizer's resolution); a value that contradicts
-    the tokenizer is an error. Images: ``resolution``, ``crop`` ("center" | "random"), ``flip``.
+    the tokenizer is an error. Images: ``resolution``, ``crop`` ("center" | "random"), ``flip``;
+    audio: ``segment`` ("random" segments for training | "start"), ``resample``, ``min_rms``.
+    Unset options take the opener's defaults (images: center crop, no flip; audio: random segments).
     """
 
     train: str = "synthetic:4096"
-    preprocessing: dict[str, Any] = field(default_factory=lambda: {"crop": "random", "flip": True})
+    preprocessing: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
 
 

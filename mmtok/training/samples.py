@@ -4,7 +4,8 @@ A modality registers a sample logger class with :func:`register_sample_logger`; 
 builds it once with a fixed batch of items and calls ``write(model, step)`` every
 ``logging.image_every`` steps. Images: a PNG grid, inputs in the first row and
 reconstructions below (one row per prefix length for nested tokenizers), mirrored to
-TensorBoard. Audio and video register WAV / MP4 loggers the same way.
+TensorBoard. Audio: WAV pairs and a spectrogram PNG per step. Video registers an MP4 logger
+the same way.
 """
 
 from __future__ import annotations
@@ -78,4 +79,38 @@ class ImageSampleLogger:
         return f"  recon grid:   {path.resolve()}   (top row inputs, below reconstructions)"
 
 
+class AudioSampleLogger:
+    """WAV pairs under ``run_dir/samples/step_XXXXXXXX/`` (``clip<i>_orig.wav``, ``clip<i>_recon.wav``)
+    and a log-mel spectrogram PNG of the first clip (original above reconstruction)."""
+
+    # the first segment of each file, the same clips at every step
+    preprocessing: ClassVar[dict[str, Any]] = {"segment": "start"}
+
+    def __init__(self, tok: Any, batch: Tensor, run_dir: str | Path, writer: Any) -> None:
+        self.batch, self.dir, self.writer = batch, Path(run_dir) / "samples", writer
+        self.sample_rate = int(tok.sample_rate)
+
+    @torch.no_grad()
+    def write(self, model: Any, step: int) -> Path:
+        from mmtok.data.audio import save_wav
+        from mmtok.metrics.audio.samples import save_spectrogram_png
+
+        was = model.training
+        model.eval()
+        try:
+            rec = model.decode(model.encode(self.batch))[..., : self.batch.shape[-1]].float().clamp(-1, 1).cpu()
+        finally:
+            model.train(was)
+        out = self.dir / f"step_{step:08d}"
+        for i, (x, r) in enumerate(zip(self.batch.cpu(), rec)):
+            save_wav(out / f"clip{i}_orig.wav", x, self.sample_rate)
+            save_wav(out / f"clip{i}_recon.wav", r, self.sample_rate)
+        save_spectrogram_png(out / "spectrogram.png", self.batch[0].cpu(), rec[0], self.sample_rate, title=f"step {step}")
+        return out
+
+    def describe(self, path: Path) -> str:
+        return f"  audio:        {path.resolve()}   (clip<i>_orig.wav / clip<i>_recon.wav, spectrogram.png)"
+
+
 register_sample_logger("image", ImageSampleLogger)
+register_sample_logger("audio", AudioSampleLogger)

@@ -1,0 +1,463 @@
+"""1D building blocks of the audio codecs: Snake, weight-normed causal / centred convolutions,
+SEANet residual units, encoder and decoder, a ConvNeXt1d block and an inverse-STFT head.
+
+Every layer works on ``(B, C, T)`` maps. Padding is explicit: a *centred* layer pads both
+sides (DAC-like, looks ahead), a *causal* one pads the past only, so output ``t`` never
+depends on input after ``t``. Lengths are exact: a conv with stride ``s`` maps ``n * s``
+samples to ``n`` frames, a transposed conv maps ``n`` frames to ``n * s`` samples.
+
+Causal layers stream: inside ``with streaming(module, state):`` each of them keeps, in the
+dict ``state``, what it needs of the past (the last ``(k - 1) * d + 1 - s`` inputs of a conv,
+the last ``ceil(k / s) - 1`` input frames of a transposed conv, the overlap tail of the
+iSTFT head), so calling the module chunk by chunk gives the offline output. ``reach(m)``
+tells how far a module (or a whole stack) looks into the past and the future.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import weight_norm as _weight_norm
+
+
+# --- receptive field -------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reach:
+    """How far a module looks around an output position, in units of its *input*.
+
+    left / right: input units before the start / after the end of the span an output
+    position covers (``right == 0`` for a causal module). rate: input units per output
+    unit (a stride-4 conv: 4; a x4 transposed conv: 1/4).
+    """
+
+    left: Fraction = Fraction(0)
+    right: Fraction = Fraction(0)
+    rate: Fraction = Fraction(1)
+
+    def then(self, other: "Reach") -> "Reach":
+        """This module followed by ``other``: ``other``'s reach converted to our input units."""
+        return Reach(self.left + other.left * self.rate, self.right + other.right * self.rate, self.rate * other.rate)
+
+
+def reach(module: nn.Module) -> Reach:
+    """The ``Reach`` of a module: its own ``reach()`` when it defines one, the chained reach
+    of an ``nn.Sequential``, else none (pointwise: Snake, norms, linear layers)."""
+    own = getattr(module, "reach", None)
+    if callable(own) and not isinstance(module, nn.Sequential):
+        return own()
+    if isinstance(module, nn.Sequential):
+        return chain_reach(list(module))
+    return Reach()
+
+
+def chain_reach(modules: Sequence[nn.Module]) -> Reach:
+    """Reach of ``modules`` applied one after the other."""
+    out = Reach()
+    for m in modules:
+        out = out.then(reach(m))
+    return out
+
+
+# --- streaming ---------------------------------------------------------------------------
+class StreamingModule(nn.Module):
+    """A layer with carried state while streaming. ``_stream`` is the state dict of the
+    running stream (None offline); the layer stores its own entry under ``self``."""
+
+    causal: bool = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stream: dict[nn.Module, Tensor] | None = None
+
+
+@contextmanager
+def streaming(module: nn.Module, state: dict[nn.Module, Tensor]) -> Iterator[None]:
+    """Run ``module`` chunk by chunk within, carrying each layer's past in ``state``
+    (a dict owned by the caller: one per stream, empty at the start of the stream).
+
+    Raises ``ValueError`` if a layer is not causal (a centred conv needs future input).
+    """
+    layers = [m for m in module.modules() if isinstance(m, StreamingModule)]
+    bad = [type(m).__name__ for m in layers if not m.causal]
+    if bad:
+        raise ValueError(
+            f"cannot stream a non-causal stack ({len(bad)} centred layers, e.g. {bad[0]}); build it with causal=True"
+        )
+    for m in layers:
+        m._stream = state
+    try:
+        yield
+    finally:
+        for m in layers:
+            m._stream = None
+
+
+def _norm(module: nn.Module, weight_norm: bool) -> nn.Module:
+    return _weight_norm(module) if weight_norm else module
+
+
+def weight_of(conv: nn.Module) -> Tensor:
+    """The trainable weight tensor of a conv / linear layer: with weight norm, the
+    parametrization's direction tensor (``original1``, the weight's shape), else ``weight``."""
+    param = getattr(conv, "parametrizations", None)
+    if param is not None and hasattr(param, "weight"):
+        return param.weight.original1
+    return conv.weight
+
+
+# --- activations and norms ----------------------------------------------------------------
+class Snake(nn.Module):
+    """Snake activation ``x + sin(alpha * x) ** 2 / alpha`` with one learned alpha per channel."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C, T) -> (B, C, T)
+        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+
+
+class LayerNorm1d(nn.LayerNorm):
+    """LayerNorm over the channels of a (B, C, T) map (each frame on its own: streams freely)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.transpose(1, 2)).transpose(1, 2)
+
+
+# --- convolutions -------------------------------------------------------------------------
+class AudioConv1d(StreamingModule):
+    """Conv1d with exact lengths and explicit padding: ``n * stride`` samples -> ``n`` frames.
+
+    The input is padded by ``(k - 1) * dilation + 1 - stride`` zeros in all: on the left only
+    (``causal``), or split with the larger half on the left (centred). A length that is
+    not a multiple of ``stride`` is right-padded with zeros to the next multiple (offline).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        bias: bool = True,
+        causal: bool = False,
+        weight_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        span = (kernel_size - 1) * dilation + 1
+        if span < stride:
+            raise ValueError(f"kernel span {span} must be >= stride {stride}")
+        conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
+        self.conv = _norm(conv, weight_norm)
+        self.stride, self.causal = stride, causal
+        total = span - stride
+        self.pad_left = total if causal else total - total // 2
+        self.pad_right = total - self.pad_left
+
+    @property
+    def weight(self) -> Tensor:
+        """The trainable weight (weight norm: its direction tensor)."""
+        return weight_of(self.conv)
+
+    def reach(self) -> Reach:
+        return Reach(Fraction(self.pad_left), Fraction(self.pad_right), Fraction(self.stride))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C_in, n * stride) -> (B, C_out, n)
+        if self._stream is not None:
+            return self._forward_stream(x)
+        extra = -x.shape[-1] % self.stride
+        return self.conv(F.pad(x, (self.pad_left, self.pad_right + extra)))
+
+    def _forward_stream(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % self.stride:
+            raise ValueError(
+                f"a streamed chunk must be a multiple of the stride {self.stride}, got {x.shape[-1]} samples"
+            )
+        if self.pad_left:
+            past = self._stream.get(self)
+            if past is None:  # the stream starts with the zeros the offline padding adds
+                past = x.new_zeros(*x.shape[:-1], self.pad_left)
+            x = torch.cat([past, x], dim=-1)
+            self._stream[self] = x[..., x.shape[-1] - self.pad_left :]
+        return self.conv(x)
+
+
+class AudioConvTranspose1d(StreamingModule):
+    """ConvTranspose1d with exact lengths: ``n`` frames -> ``n * stride`` samples.
+
+    The full output has ``(n - 1) * stride + k`` samples; ``k - stride`` are trimmed: all on
+    the right (``causal``: sample ``t`` depends on frames ``<= t // stride`` only), or
+    split with the larger half on the right (centred).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        bias: bool = True,
+        causal: bool = False,
+        weight_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        if kernel_size < stride:
+            raise ValueError(f"kernel_size {kernel_size} must be >= stride {stride}")
+        self.conv = _norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=bias), weight_norm)
+        self.kernel_size, self.stride, self.causal = kernel_size, stride, causal
+        total = kernel_size - stride
+        self.trim_left = 0 if causal else total // 2
+        self.context = math.ceil(kernel_size / stride) - 1  # past input frames an output frame needs
+
+    @property
+    def weight(self) -> Tensor:
+        return weight_of(self.conv)
+
+    def reach(self) -> Reach:
+        k, s, tl = self.kernel_size, self.stride, self.trim_left
+        return Reach(Fraction((k - 1 - tl) // s), Fraction(math.ceil(tl / s)), Fraction(1, s))
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, C_in, n) -> (B, C_out, n * stride)
+        n = x.shape[-1]
+        if self._stream is not None:
+            if self.context:
+                past = self._stream.get(self)
+                if past is None:  # zero frames contribute nothing: the offline start
+                    past = x.new_zeros(*x.shape[:-1], self.context)
+                x = torch.cat([past, x], dim=-1)
+                self._stream[self] = x[..., x.shape[-1] - self.context :]
+            start = self.context * self.stride
+            return self.conv(x)[..., start : start + n * self.stride]
+        return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride]
+
+
+# --- SEANet -------------------------------------------------------------------------------
+class ResidualUnit1d(nn.Module):
+    """Snake -> dilated conv (k=7) -> Snake -> 1x1 conv, plus the input; (B, C, T) -> (B, C, T)."""
+
+    def __init__(self, channels: int, dilation: int, kernel_size: int = 7, causal: bool = False) -> None:
+        super().__init__()
+        self.block = nn.Sequential(
+            Snake(channels),
+            AudioConv1d(channels, channels, kernel_size, dilation=dilation, causal=causal),
+            Snake(channels),
+            AudioConv1d(channels, channels, 1, causal=causal),
+        )
+
+    def reach(self) -> Reach:
+        return chain_reach(list(self.block))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.block(x)
+
+
+class SEANetEncoder(nn.Module):
+    """Waveform -> latent frames: conv(k=7), then per stride ``s`` residual units (dilations
+    1, 3, 9) + Snake + strided conv (k=2s) doubling the channels, then Snake + conv(k=3).
+
+    (B, in_channels, n * hop_length) -> (B, latent_dim, n), ``hop_length = prod(strides)``.
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        base_channels: int,
+        strides: Sequence[int],
+        latent_dim: int,
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        ch = base_channels
+        layers: list[nn.Module] = [AudioConv1d(in_channels, ch, kernel_size, causal=causal)]
+        for s in strides:
+            layers += [ResidualUnit1d(ch, d, kernel_size, causal) for d in dilations]
+            layers += [Snake(ch), AudioConv1d(ch, 2 * ch, 2 * s, stride=s, causal=causal)]
+            ch *= 2
+        layers += [Snake(ch), AudioConv1d(ch, latent_dim, 3, causal=causal)]
+        self.layers = nn.Sequential(*layers)
+        self.hop_length = math.prod(strides)
+        self.out_channels = ch
+
+    def reach(self) -> Reach:
+        return reach(self.layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class SEANetDecoder(nn.Module):
+    """Latent frames -> waveform, mirroring ``SEANetEncoder``: conv(k=7) to ``channels``, then
+    per stride (reversed) Snake + transposed conv (k=2s) halving the channels + residual
+    units, then Snake + ``conv_out`` (k=7) + tanh.
+
+    (B, latent_dim, n) -> (B, out_channels, n * prod(strides)).
+    """
+
+    def __init__(
+        self,
+        *,
+        out_channels: int,
+        channels: int,
+        strides: Sequence[int],
+        latent_dim: int,
+        dilations: Sequence[int] = (1, 3, 9),
+        kernel_size: int = 7,
+        causal: bool = False,
+    ) -> None:
+        super().__init__()
+        if channels % 2 ** len(strides):
+            raise ValueError(
+                f"decoder channels ({channels}) must be divisible by 2 ** len(strides) = {2 ** len(strides)}"
+            )
+        ch = channels
+        layers: list[nn.Module] = [AudioConv1d(latent_dim, ch, kernel_size, causal=causal)]
+        for s in reversed(strides):
+            layers += [Snake(ch), AudioConvTranspose1d(ch, ch // 2, 2 * s, s, causal=causal)]
+            ch //= 2
+            layers += [ResidualUnit1d(ch, d, kernel_size, causal) for d in dilations]
+        layers += [Snake(ch)]
+        self.layers = nn.Sequential(*layers)
+        self.conv_out = AudioConv1d(ch, out_channels, kernel_size, causal=causal)
+
+    def reach(self) -> Reach:
+        return chain_reach([*self.layers, self.conv_out])
+
+    def forward(self, z: Tensor) -> Tensor:
+        return torch.tanh(self.conv_out(self.layers(z)))
+
+
+# --- ConvNeXt + iSTFT (Vocos-style decoder parts) ------------------------------------------
+class ConvNeXt1d(nn.Module):
+    """ConvNeXt block at frame rate: depthwise conv (k=7) -> LayerNorm -> MLP (GELU) ->
+    layer scale, plus the input; (B, C, T) -> (B, C, T)."""
+
+    def __init__(
+        self, dim: int, mlp_dim: int, kernel_size: int = 7, layer_scale: float = 1e-6, causal: bool = False
+    ) -> None:
+        super().__init__()
+        self.dwconv = AudioConv1d(dim, dim, kernel_size, groups=dim, causal=causal, weight_norm=False)
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.fc1 = nn.Linear(dim, mlp_dim)
+        self.fc2 = nn.Linear(mlp_dim, dim)
+        self.gamma = nn.Parameter(torch.full((dim,), float(layer_scale)))
+
+    def reach(self) -> Reach:
+        return self.dwconv.reach()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.dwconv(x).transpose(1, 2)  # (B, T, C)
+        h = self.fc2(F.gelu(self.fc1(self.norm(h)))) * self.gamma
+        return x + h.transpose(1, 2)
+
+
+class ISTFTHead(StreamingModule):
+    """Frame features -> waveform through an inverse STFT; (B, dim, T) -> (B, channels, T * hop).
+
+    A linear layer predicts, per frame and channel, ``n_fft // 2 + 1`` log-magnitudes
+    (``exp``, clipped at ``max_magnitude``) and phases (as ``cos`` / ``sin``).
+
+    - centred (``causal=False``): ``torch.istft(center=True)``; frame ``j``'s window is
+      centred on sample ``j * hop`` (sample ``t`` needs frames up to ``t // hop + n_fft / (2 hop)``).
+    - causal: frames -> ``irfft`` -> window -> overlap-add written here, frame ``j``'s
+      window covering samples ``[j * hop, j * hop + n_fft)``, so sample ``t`` needs frames
+      ``<= t // hop`` only; the output is divided by the steady-state window envelope and
+      the tail past ``T * hop`` is dropped offline / carried to the next chunk when
+      streaming (streamed == offline).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        hop_length: int,
+        n_fft: int,
+        channels: int = 1,
+        causal: bool = False,
+        max_magnitude: float = 100.0,
+    ) -> None:
+        super().__init__()
+        if n_fft % hop_length or n_fft < hop_length:
+            raise ValueError(f"n_fft ({n_fft}) must be a positive multiple of hop_length ({hop_length})")
+        self.hop_length, self.n_fft, self.channels, self.causal = hop_length, n_fft, channels, causal
+        self.log_max = math.log(max_magnitude)
+        self.proj = nn.Linear(dim, channels * (n_fft + 2))
+        window = torch.hann_window(n_fft)
+        self.register_buffer("window", window, persistent=False)
+        # steady-state sum of squared windows at each position of a hop (constant for Hann)
+        self.register_buffer("envelope", window.pow(2).reshape(-1, hop_length).sum(0), persistent=False)
+
+    @property
+    def weight(self) -> Tensor:
+        return self.proj.weight
+
+    def reach(self) -> Reach:
+        r = self.n_fft // self.hop_length
+        left, right = (r - 1, 0) if self.causal else (r // 2 - 1 + r % 2, r // 2)
+        return Reach(Fraction(left), Fraction(right), Fraction(1, self.hop_length))
+
+    def spectrum(self, x: Tensor) -> Tensor:
+        """(B, dim, T) -> complex (B * channels, n_fft // 2 + 1, T), in fp32."""
+        h = self.proj(x.transpose(1, 2).float())  # (B, T, C * (n_fft + 2))
+        b, t, _ = h.shape
+        h = h.reshape(b, t, self.channels, 2, self.n_fft // 2 + 1).permute(0, 2, 3, 4, 1)  # (B, C, 2, F, T)
+        mag = torch.exp(h[:, :, 0].clamp(max=self.log_max))
+        phase = h[:, :, 1]
+        return torch.complex(mag * torch.cos(phase), mag * torch.sin(phase)).flatten(0, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, dim, T) -> (B, C, T * hop)
+        b, _, t = x.shape
+        with torch.autocast(x.device.type, enabled=False):
+            spec = self.spectrum(x)
+            if self.causal:
+                y = self._overlap_add(spec)
+            else:
+                n, hop = self.n_fft, self.hop_length
+                y = torch.istft(spec, n, hop, n, self.window, center=True, length=t * hop)
+        return y.reshape(b, self.channels, t * self.hop_length)
+
+    def _overlap_add(self, spec: Tensor) -> Tensor:
+        """Causal synthesis: (B', F, T) -> (B', T * hop); with a stream, adds / carries the tail."""
+        hop, r = self.hop_length, self.n_fft // self.hop_length
+        frames = torch.fft.irfft(spec, n=self.n_fft, dim=1) * self.window[:, None]  # (B', n_fft, T)
+        bp, _, t = frames.shape
+        parts = frames.reshape(bp, r, hop, t)
+        out = frames.new_zeros(bp, t + r - 1, hop)
+        for k in range(r):  # part k of frame j lands on hop j + k
+            out[:, k : k + t] += parts[:, k].transpose(1, 2)
+        out = out.reshape(bp, -1)
+        if self._stream is not None:
+            tail = self._stream.get(self)
+            if tail is not None:
+                out[:, : tail.shape[-1]] += tail
+            self._stream[self] = out[:, t * hop :]
+        return out[:, : t * hop] / self.envelope.repeat(t)
+
+
+__all__ = [
+    "Reach",
+    "reach",
+    "chain_reach",
+    "StreamingModule",
+    "streaming",
+    "weight_of",
+    "Snake",
+    "LayerNorm1d",
+    "AudioConv1d",
+    "AudioConvTranspose1d",
+    "ResidualUnit1d",
+    "SEANetEncoder",
+    "SEANetDecoder",
+    "ConvNeXt1d",
+    "ISTFTHead",
+]
