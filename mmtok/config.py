@@ -73,6 +73,9 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+_YAML11_BOOL_WORDS = {"yes", "no", "on", "off", "y", "n"}
+
+
 def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     """``["model.num_tokens=64", "train.lr=1e-4"]`` -> nested dict (values parsed as YAML)."""
     out: dict[str, Any] = {}
@@ -83,7 +86,9 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         key = key.strip()
         if not key:
             raise ConfigError(f"override {item!r} has an empty key")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        # YAML 1.1 reads yes/no/on/off as booleans; on the command line only true/false are
+        # (``precision=no`` is the string "no")
+        value = raw.strip() if raw.strip().lower() in _YAML11_BOOL_WORDS else (yaml.safe_load(raw) if raw.strip() else "")
         node = out
         parts = key.split(".")
         for p in parts[:-1]:

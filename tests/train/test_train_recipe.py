@@ -14,7 +14,7 @@ import mmtok
 from mmtok.checkpoint import latest_training_state, list_training_states, read_checkpoint_config
 from mmtok.training.logging import read_metrics
 
-from train_recipe_helpers import CONFIGS, ROOT, tiny_model_overrides, tiny_run_overrides
+from train_recipe_helpers import CONFIGS, ROOT, is_audio, tiny_model_overrides, tiny_run_overrides
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:
@@ -25,22 +25,26 @@ def _loss_rows(run_dir: Path) -> list[dict]:
 def test_every_config_two_step_smoke(recipe, config: Path, tmp_path: Path) -> None:
     raw = yaml.safe_load(config.read_text())
     run = tmp_path / "run"
-    ov = tiny_run_overrides(run) + tiny_model_overrides(raw["model"]["name"])
+    name = raw["model"]["name"]
+    audio = is_audio(name)
+    ov = tiny_run_overrides(run, audio=audio) + tiny_model_overrides(name)
     if raw.get("loss", {}).get("perceptual_weight", 1.0) > 0:
         ov.append("loss.perceptual=random")  # no pretrained trunk offline
     if raw.get("loss", {}).get("gan_weight", 0.0) > 0:
-        ov += ["loss.gan_start_step=1", "discriminator.start_step=0", "discriminator.options.base_channels=8"]
-    assert recipe["main"]([str(config), *ov]) == 0
+        ov += ["loss.gan_start_step=1", "discriminator.start_step=0"]
+        ov.append("discriminator.options.width=0.03125" if audio else "discriminator.options.base_channels=8")
+    assert recipe["main"]([str(config), *ov, "precision=no"]) == 0
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [1, 2]
     assert all(torch.isfinite(torch.tensor(r["loss/total"])) for r in rows)
     if raw.get("loss", {}).get("gan_weight", 0.0) > 0:
         assert rows[1]["loss/gan_weight"] > 0 and "disc/d_loss" in rows[1]  # GAN path ran at step 1
-    tok = mmtok.load_tokenizer(run / "final", modality="image")
-    assert read_checkpoint_config(run / "final")["variant"] == raw["model"]["name"]
-    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    tok = mmtok.load_tokenizer(run / "final", modality="audio" if audio else "image")
+    assert read_checkpoint_config(run / "final")["variant"] == name
+    x = torch.rand(2, 1, 1600) * 2 - 1 if audio else torch.rand(2, 3, 32, 32) * 2 - 1
     assert tok.decode(tok.encode(x)).shape == x.shape
-    assert (run / "config.yaml").is_file() and list((run / "samples").glob("*.png"))
+    assert (run / "config.yaml").is_file()
+    assert list((run / "samples").rglob("*.wav" if audio else "*.png"))
     assert [p.name for p in list_training_states(run / "checkpoints")] == ["step_00000001", "step_00000002"]
 
 

@@ -1,4 +1,4 @@
-"""Tiny overrides for the training-recipe tests (32x32, a few thousand parameters)."""
+"""Tiny overrides for the training-recipe tests (32x32 images / 0.1 s audio, a few thousand parameters)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,10 @@ TINY_MODEL = {
         "model.overrides.encoder_width=32", "model.overrides.encoder_depth=1", "model.overrides.encoder_heads=2",
         "model.overrides.decoder_width=32", "model.overrides.decoder_depth=1", "model.overrides.decoder_heads=2",
     ],
+    ("rvq_codec_", "istft_codec_"): [
+        "model.overrides.sample_rate=16000", "model.overrides.segment_length=1600", "model.overrides.strides=[2,4]",
+        "model.overrides.latent_dim=8",
+    ],
     ("vqgan_",): [
         "model.overrides.image_size=32", "model.overrides.base_channels=8", "model.overrides.channel_mult=[1,2]",
         "model.overrides.num_res_blocks=1", "model.overrides.z_channels=8", "model.overrides.mid_attention=false",
@@ -22,16 +26,32 @@ TINY_MODEL = {
 }
 
 
+# Per family, the width overrides of the tiny versions (the audio families differ in names).
+TINY_WIDTHS = {
+    "rvq_codec_": ["model.overrides.base_channels=4", "model.overrides.decoder_channels=16",
+                   "model.overrides.quantizer={type: rvq, num_levels: 2, codebook_size: 32, codebook_dim: 4}"],
+    "istft_codec_": ["model.overrides.encoder_channels=4", "model.overrides.width=16",
+                     "model.overrides.depth=1", "model.overrides.mlp_dim=32",
+                     "model.overrides.quantizer={type: vq, codebook_size: 32, codebook_dim: 4}"],
+}
+
+
 def tiny_model_overrides(model_name: str) -> list[str]:
     for prefixes, ov in TINY_MODEL.items():
         if model_name.startswith(prefixes):
-            return list(ov)
-    raise KeyError(f"no tiny overrides for {model_name}; add them to tests/train/conftest.py")
+            extra = [o for p, w in TINY_WIDTHS.items() if model_name.startswith(p) for o in w]
+            return list(ov) + extra
+    raise KeyError(f"no tiny overrides for {model_name}; add them to tests/train/train_recipe_helpers.py")
 
 
-def tiny_run_overrides(run_dir: Path, steps: int = 2) -> list[str]:
+def is_audio(model_name: str) -> bool:
+    return model_name.startswith(("rvq_codec_", "istft_codec_"))
+
+
+def tiny_run_overrides(run_dir: Path, steps: int = 2, audio: bool = False) -> list[str]:
+    data = ["data.preprocessing={segment: random}"] if audio else ["data.preprocessing.resolution=32"]
     return [
-        f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", "data.preprocessing.resolution=32",
+        f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", *data,
         "data.num_workers=0", "optim.batch_size=2", f"schedule.total_steps={steps}", "schedule.warmup_steps=1",
         "checkpoint.every=1", "checkpoint.keep_last=2", "logging.every=1", f"logging.image_every={steps}",
         "logging.num_images=2", "logging.progress=false", "logging.tensorboard=false", "cpu_threads=1",
