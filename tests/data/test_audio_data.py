@@ -251,3 +251,16 @@ def test_audio_views() -> None:
     assert len(v.views(x)) == 1 and v.views(x)[0] is x
     with pytest.raises(ValueError, match="no augmentation views"):
         AudioViews(sample_rate=SR, flip=True)
+
+
+@pytest.mark.parametrize("subtype,tol", [("PCM_U8", 2 / 128), ("PCM_16", 2 / 32768), ("PCM_24", 1e-6),
+                                         ("PCM_32", 1e-6), ("FLOAT", 1e-7), ("DOUBLE", 1e-7)])
+def test_every_wav_sample_format_reads_to_the_same_signal(tmp_path: Path, subtype: str, tol: float) -> None:
+    """8-bit unsigned, 16/24/32-bit integer and float WAVs all read as the same float waveform."""
+    ref = _tone(0.5, SR)
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, ref, SR, subtype=subtype)
+    assert sf.info(str(path)).subtype == subtype
+    item = _open(tmp_path)[0]
+    assert item["x"] is not None and item["x"].dtype == torch.float32
+    np.testing.assert_allclose(item["x"][0].numpy(), ref[:, 0], atol=tol)

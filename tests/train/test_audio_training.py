@@ -37,6 +37,15 @@ def test_mel_loss_goes_down_and_samples_are_wavs(recipe, tmp_path: Path) -> None
     assert (run / "samples" / "step_00000030" / "spectrogram.png").is_file()
     tok = mmtok.load_tokenizer(run / "final", modality="audio")
     assert tok.encode(torch.zeros(1, 1, 1600), n_q=1).shape == (1, 200, 1)
+    # quality rises with the number of levels (quantizer dropout trained every bitrate)
+    from mmtok.data import SyntheticAudio
+    from mmtok.metrics.audio.quality import mel_distance
+
+    x = torch.stack([SyntheticAudio(4, 16000, 1, 1600)[i]["x"] for i in range(4)])
+    codes = tok.encode(x)
+    dist = [mel_distance(tok.decode(codes[..., :k]), x, 16000).mean().item() for k in (1, 2)]
+    assert dist[1] < dist[0], dist
+    assert tok.kbps(2) == 2 * tok.kbps(1) == 2 * tok.frame_rate * 5 / 1000  # 32 codes = 5 bits per level
 
 
 def test_exact_resume_with_audio_discriminators(recipe, tmp_path: Path) -> None:
