@@ -33,7 +33,7 @@ def _encode_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="tokenizer checkpoint directory (save_pretrained output)")
     p.add_argument("input", help="dataset of the tokenizer's modality (image: folder, tar shards (glob or {a..b}), "
-                   "or synthetic:N)")
+                   "or synthetic:N; audio: folder of wav/flac/ogg, or synthetic:N)")
     p.add_argument("output_dir", help="folder for shard-NNNNNN.parquet, manifest.json, errors.jsonl")
     # Modality options (see mmtok.shards.encode.OPTION_GROUPS); unset = the modality's default.
     img = p.add_argument_group("image options")
@@ -42,6 +42,10 @@ def _encode_parser() -> argparse.ArgumentParser:
     img.add_argument("--flip", action="store_true", default=None, help="also store a horizontally flipped copy of every item")
     img.add_argument("--crops", type=int, default=None, help="multi-crop copies (1-5: center, then corners; 1)")
     img.add_argument("--crop-scale", type=float, default=None, help="resize factor before multi-crop (1.125)")
+    aud = p.add_argument_group("audio options")
+    aud.add_argument("--segment", choices=["chunks", "start", "random"], default=None,
+                     help="items of a file: chunks (default: every file in consecutive segments keyed <file>@<offset>), "
+                     "start (the first segment only), random (one seeded random segment)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=4096, help="source items per shard")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="data decoding processes")
@@ -93,9 +97,11 @@ def encode_main(argv: list[str] | None = None) -> int:
 @_user_errors("mmtok decode")
 def decode_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to media files "
-                                "(the writer of the shards' modality: PNG for images).")
+                                "(the writer of the shards' modality: PNG for images, WAV for audio).")
     p.add_argument("shards", help="shard folder, shard file or glob")
     p.add_argument("out", help="output folder for <key>[__<aug>].<ext>")
+    p.add_argument("--join", action="store_true", help="audio: write one WAV per source file, its chunks "
+                   "(<file>@<offset>) put back in offset order and trimmed to their valid lengths")
     p.add_argument("--checkpoint", default=None, help="tokenizer checkpoint (default: the path recorded in the shards)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--device", default=None)
@@ -105,7 +111,7 @@ def decode_main(argv: list[str] | None = None) -> int:
     from mmtok.shards.decode import decode_to_files
 
     n = decode_to_files(args.shards, args.out, args.checkpoint, batch_size=args.batch_size, device=args.device,
-                         limit=args.limit, progress=not args.no_progress)
+                         limit=args.limit, join=args.join, progress=not args.no_progress)
     print(f"wrote {n} files to {args.out}")
     return 0
 

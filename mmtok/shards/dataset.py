@@ -11,6 +11,13 @@ Order: every epoch draws a permutation of all items from ``(seed, epoch)``; rank
 then elements (samples, packed chunks, or batches) are made from that stream in order.
 DataLoader workers take elements round-robin, so the element order does not depend on the
 number of workers and a resumed run yields exactly the batches it would have yielded.
+
+Residual codes (``Q = meta.num_codebooks > 1`` levels, rows of shape ``(..., Q)``, e.g. audio
+``(T, Q)``) are flattened level-interleaved, as stored: ``t0q0, t0q1, ..., t0q(Q-1), t1q0, ...``.
+With ``level_offsets=True`` (the default) level ``q`` ids are shifted by ``sum(K[:q])`` so the
+levels are distinct tokens and the code vocabulary is ``sum(K)`` (``Q * K``); with ``False``
+the levels share ids ``[0, max(K))``. Single-codebook shards are the same either way.
+:meth:`TokenDataset.to_codes` maps generated ids back to the tokenizer's codes.
 """
 
 from __future__ import annotations
@@ -45,8 +52,11 @@ class TokenDataset(IterableDataset):
         rank / world_size: data-parallel split (default: from ``torch.distributed`` if
             initialised, else 0 / 1).
         vocab_offset: added to every code id, so several modalities share one vocabulary.
+        level_offsets: residual codes only: shift level ``q``'s ids by the sizes of the
+            levels before it (distinct ids per level, ``code_vocab_size = sum(K)``); False
+            keeps the shared ids (``code_vocab_size = max(K)``).
         bos_id / eos_id: absolute ids put before / after every item (must lie outside
-            ``[vocab_offset, vocab_offset + codebook size)``).
+            ``[vocab_offset, vocab_offset + code_vocab_size)``).
         pad_id: id used to pad variable-length items in a batch (default: eos, bos, or 0).
     """
 
@@ -62,6 +72,7 @@ class TokenDataset(IterableDataset):
         rank: int | None = None,
         world_size: int | None = None,
         vocab_offset: int = 0,
+        level_offsets: bool = True,
         bos_id: int | None = None,
         eos_id: int | None = None,
         pad_id: int | None = None,
@@ -79,7 +90,17 @@ class TokenDataset(IterableDataset):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if vocab_offset < 0:
             raise ValueError(f"vocab_offset must be >= 0, got {vocab_offset}")
-        lo, hi = vocab_offset, vocab_offset + self.meta.vocab_size
+        sizes = [int(k) for k in self.meta.codebook_sizes]
+        self.num_levels = len(sizes)
+        self.level_offsets = bool(level_offsets)
+        leveled = self.level_offsets and self.num_levels > 1
+        if leveled and (not self.meta.token_shape or int(self.meta.token_shape[-1]) != self.num_levels):
+            raise ValueError(f"shards have {self.num_levels} codebooks but token_shape {self.meta.token_shape} does not "
+                             "end with that level axis; pass level_offsets=False")
+        # First id of each level (None: no shift).
+        self._level_start = np.cumsum([0] + sizes[:-1]).astype(np.int64) if leveled else None
+        self.code_vocab_size = int(sum(sizes)) if leveled else self.meta.vocab_size
+        lo, hi = vocab_offset, vocab_offset + self.code_vocab_size
         for name, sid in (("bos_id", bos_id), ("eos_id", eos_id), ("pad_id", pad_id)):
             if sid is not None and (sid < 0 or (name != "pad_id" and lo <= sid < hi)):
                 raise ValueError(f"{name}={sid} collides with the code ids [{lo}, {hi}); pick an id outside that range")
@@ -88,6 +109,8 @@ class TokenDataset(IterableDataset):
         self.vocab_offset, self.bos_id, self.eos_id = int(vocab_offset), bos_id, eos_id
         self.pad_id = pad_id if pad_id is not None else (eos_id if eos_id is not None else (bos_id if bos_id is not None else 0))
         self._load()
+        if self._level_start is not None and (self._lengths % self.num_levels).any():
+            raise ValueError(f"some items hold a token count that is not a multiple of the {self.num_levels} levels")
         if self.num_items < self.world_size:
             raise ValueError(f"{self.num_items} items cannot be split over {self.world_size} ranks")
         self.epoch = 0
@@ -119,8 +142,8 @@ class TokenDataset(IterableDataset):
 
     @property
     def vocab_size(self) -> int:
-        """Smallest vocabulary holding every id this dataset yields (codes + offset, BOS/EOS/pad)."""
-        ids = [self.vocab_offset + self.meta.vocab_size] + [s + 1 for s in (self.bos_id, self.eos_id, self.pad_id) if s is not None]
+        """Smallest vocabulary holding every id this dataset yields (codes + offsets, BOS/EOS/pad)."""
+        ids = [self.vocab_offset + self.code_vocab_size] + [s + 1 for s in (self.bos_id, self.eos_id, self.pad_id) if s is not None]
         return max(ids)
 
     @property
@@ -133,6 +156,25 @@ class TokenDataset(IterableDataset):
         i = self._check_index(index)
         shape = read_shard(self.files[self._shard_of(i)], ["shape"]).column("shape")[i - self._shard_starts[self._shard_of(i)]].as_py()
         return self._flat[self._offsets[i]: self._offsets[i + 1]].reshape(shape)
+
+    def to_codes(self, ids: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Code ids as this dataset yields them (one item's body, no BOS/EOS) -> the tokenizer's codes, int64:
+        ``(L,)`` for one codebook, ``(L // Q, Q)`` for ``Q`` residual levels (``tok.decode(codes[None])``)."""
+        x = torch.as_tensor(np.asarray(ids), dtype=torch.int64) - self.vocab_offset
+        if self.num_levels == 1:
+            return x
+        if x.ndim != 1 or x.numel() % self.num_levels:
+            raise ValueError(f"expected a flat sequence of a multiple of {self.num_levels} ids, got shape {tuple(x.shape)}")
+        x = x.reshape(-1, self.num_levels)
+        if self._level_start is not None:
+            x = x - torch.from_numpy(self._level_start)
+        return x
+
+    def _shift(self, pos: np.ndarray) -> np.ndarray | int:
+        """What to add to the raw codes at in-item positions ``pos``: vocab offset plus the level's first id."""
+        if self._level_start is None:
+            return self.vocab_offset
+        return self._level_start[pos % self.num_levels] + self.vocab_offset
 
     def key(self, index: int) -> tuple[str, str]:
         """(key, aug) of item ``index``."""
@@ -154,8 +196,9 @@ class TokenDataset(IterableDataset):
         return i
 
     def _sequence(self, i: int) -> np.ndarray:
-        """Item ``i`` as int64 ids: [bos] + codes + vocab_offset + [eos]."""
-        body = self._flat[self._offsets[i]: self._offsets[i + 1]].astype(np.int64) + self.vocab_offset
+        """Item ``i`` as int64 ids: [bos] + codes + vocab_offset (+ level offsets) + [eos]."""
+        body = self._flat[self._offsets[i]: self._offsets[i + 1]].astype(np.int64)
+        body += self._shift(np.arange(len(body)))
         parts = ([np.array([self.bos_id])] if self.bos_id is not None else []) + [body] + (
             [np.array([self.eos_id])] if self.eos_id is not None else [])
         return np.concatenate(parts) if len(parts) > 1 else body
@@ -197,8 +240,7 @@ class TokenDataset(IterableDataset):
             idx = items[sample_ids]
             if self._codes2d is not None:
                 body = self._codes2d[idx].astype(np.int64)
-                if self.vocab_offset:
-                    body += self.vocab_offset
+                body += self._shift(np.arange(body.shape[1]))
                 cols = ([np.full((len(idx), 1), self.bos_id, np.int64)] if self.bos_id is not None else []) + [body] + (
                     [np.full((len(idx), 1), self.eos_id, np.int64)] if self.eos_id is not None else [])
                 ids = np.concatenate(cols, axis=1) if extra else body
@@ -224,8 +266,7 @@ class TokenDataset(IterableDataset):
             j0, j1 = int(j.min()), int(j.max()) + 1
             seqs = np.empty((j1 - j0, S), np.int64)
             seqs[:, nb: nb + T] = self._codes2d[items[j0:j1]]
-            if self.vocab_offset:
-                seqs[:, nb: nb + T] += self.vocab_offset
+            seqs[:, nb: nb + T] += self._shift(np.arange(T))
             if self.bos_id is not None:
                 seqs[:, 0] = self.bos_id
             if self.eos_id is not None:
@@ -242,7 +283,7 @@ class TokenDataset(IterableDataset):
         in_body = (body >= 0) & (body < n_codes)
         src = self._offsets[it] + np.clip(body, 0, None)
         flat = self._flat if len(self._flat) else np.zeros(1, np.int64)
-        out = np.where(in_body, flat[np.minimum(src, len(flat) - 1)].astype(np.int64) + self.vocab_offset, 0)
+        out = np.where(in_body, flat[np.minimum(src, len(flat) - 1)].astype(np.int64) + self._shift(np.clip(body, 0, None)), 0)
         if self.bos_id is not None:
             out = np.where(body < 0, self.bos_id, out)
         if self.eos_id is not None:
@@ -285,7 +326,8 @@ class TokenDataset(IterableDataset):
     def _signature(self) -> dict[str, Any]:
         return {"num_items": self.num_items, "seed": self.seed, "shuffle": self.shuffle, "seq_len": self.seq_len,
                 "batch_size": self.batch_size, "rank": self.rank, "world_size": self.world_size,
-                "vocab_offset": self.vocab_offset, "bos_id": self.bos_id, "eos_id": self.eos_id,
+                "vocab_offset": self.vocab_offset, "level_offsets": self._level_start is not None,
+                "bos_id": self.bos_id, "eos_id": self.eos_id,
                 "config_hash": self.meta.config_hash, "checkpoint_hash": self.meta.checkpoint_hash}
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 Codes are read as stored (uint16 / int32) and widened with ``mmtok.tokenizer.as_codes``;
 the tokenizer that made the shards decodes them, and the sample writer registered for the
-shards' modality (:mod:`mmtok.shards.writers`: PNG for images) writes the files.
+shards' modality (:mod:`mmtok.shards.writers`: PNG for images, WAV for audio) writes the files.
+Rows of segmented inputs carry their valid length (the optional ``length`` column): writers
+trim the zero-padded tail, and audio chunks can be joined back into one file per source.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def _runs(shapes: list[list[int]], batch_size: int) -> Iterator[tuple[int, int]]
 
 
 def iter_shard_items(source: SourceLike, batch_size: int = 64) -> Iterator[dict[str, Any]]:
-    """Batches of stored items in storage order: ``{"codes": (B, *codes_shape) int64, "key", "aug", "label", "path"}``.
+    """Batches of stored items in storage order: ``{"codes": (B, *codes_shape) int64, "key", "aug", "label", "path",
+    "length"}`` (``length``: valid input samples per item, None where the shards do not record it).
 
     Items of one batch share a codes shape (a batch is cut where the shape changes).
     """
@@ -47,6 +50,7 @@ def iter_shard_items(source: SourceLike, batch_size: int = 64) -> Iterator[dict[
         values = codes.values.to_numpy(zero_copy_only=False)  # the stored dtype (uint16 / int32)
         shapes = t.column("shape").to_pylist()
         cols = {k: t.column(k).to_pylist() for k in ("key", "aug", "label", "path")}
+        cols["length"] = t.column("length").to_pylist() if "length" in t.schema.names else [None] * t.num_rows
         for start, end in _runs(shapes, batch_size):
             flat = torch.from_numpy(values[offsets[start]: offsets[end]].copy())
             yield {"codes": as_codes(flat).reshape(end - start, *shapes[start]),
@@ -79,7 +83,8 @@ def decode_shards(
 ) -> Iterator[dict[str, Any]]:
     """Decode shards batch by batch: yields ``{"recon": (B, ...) float in [-1, 1] on the CPU, "codes", "key", "aug", ...}``.
 
-    ``recon`` has the modality's layout (image (B, 3, H, W)). The tokenizer is the one
+    ``recon`` has the modality's layout (image (B, 3, H, W); audio (B, C, S), untrimmed: ``length``
+    says how many samples of each item are real). The tokenizer is the one
     recorded in the shards (or ``checkpoint``), and must have the same weights (checkpoint
     hash), else :class:`~mmtok.shards.ShardMismatchError`.
     """
@@ -100,11 +105,16 @@ def decode_shards(
 
 def decode_to_files(source: SourceLike, out_dir: str | Path, checkpoint: str | Path | None = None, *,
                     batch_size: int = 64, device: str | torch.device | None = None, limit: int | None = None,
-                    progress: bool = True) -> int:
-    """Write every decoded item as ``OUT/<key>[__<aug>].<ext>`` with the modality's sample writer; returns the count."""
+                    join: bool = False, progress: bool = True) -> int:
+    """Write every decoded item as ``OUT/<key>[__<aug>].<ext>`` with the modality's sample writer; returns the
+    number of files written.
+
+    ``join`` (audio): one file per source instead, its chunks ``<source>@<offset>`` placed at their
+    offsets (chunks of a file are consecutive in storage order).
+    """
     files, _ = resolve_shards(source)
     meta = load_metadata(files)
-    writer = sample_writer_for(meta.modality)(out_dir, meta)
+    writer = sample_writer_for(meta.modality)(out_dir, meta, join=join)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -116,6 +126,7 @@ def decode_to_files(source: SourceLike, out_dir: str | Path, checkpoint: str | P
             n += len(writer.write_batch(batch))
             if bar is not None:
                 bar.update(len(batch["key"]))
+        n += len(writer.close())
     finally:
         if bar is not None:
             bar.close()

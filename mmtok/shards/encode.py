@@ -161,16 +161,21 @@ def open_job(
     tok = mmtok.load_tokenizer(checkpoint, device=pick_device(device))
     prep = {**tok.preprocessing(), **opts["preprocessing"]}
     views = views_for(tok.modality, **prep, **opts["views"])
-    dataset = open_dataset(str(input), modality=tok.modality, **{**views.load_preprocessing, **opts["dataset"]}, seed=seed)
+    load = {**views.load_preprocessing, **opts["dataset"]}
+    dataset = open_dataset(str(input), modality=tok.modality, **load, seed=seed)
     probe = None
     if precision == "auto" and tok.device.type == "cuda":
         # The first batch of the dataset (the same on every rank and every rerun) decides whether bf16 is safe.
         x = collate([dataset[i] for i in range(min(batch_size, len(dataset)))])["x"]
         probe = views.views(x)[0] if x is not None else None
+    # Recorded: the tokenizer's preprocessing, what the views add to it (audio: segment="chunks"), dataset options.
+    added = {k: v for k, v in views.load_preprocessing.items() if k not in prep}
+    recorded = {**prep, **added, **opts["dataset"], "seed": seed}
     encoder = ShardEncoder(
-        tok, views, output_dir, identity=ident, preprocessing={**prep, **opts["dataset"], "seed": seed},
+        tok, views, output_dir, identity=ident, preprocessing=recorded,
         source=str(Path(input).resolve()) if Path(input).exists() else str(input), shard_size=shard_size,
         precision=precision, probe=probe, compression=compression,
+        store_length="segment_length" in load,  # fixed-length segments of longer signals (audio): keep valid lengths
     )
     return EncodeJob(encoder, dataset, batch_size, shard_size, num_workers)
 
@@ -191,7 +196,9 @@ def encode_dataset(
     ``progress``: a progress bar on rank 0. ``options`` are those of :func:`open_job`
     (batch_size, shard_size, num_workers, device, precision, compression, seed, and the
     modality options: ``preprocessing`` / ``view_options`` / ``dataset_options`` dicts or
-    the named image options ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale``).
+    the named image options ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale`` and the
+    audio option ``segment``). Audio files are cut into consecutive chunks by default (keys
+    ``<file>@<offset>``; each row's valid sample count in the ``length`` column).
 
     Returns:
         :class:`EncodeResult` for this rank (plus the manifest if this rank finished last).

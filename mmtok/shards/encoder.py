@@ -89,6 +89,12 @@ class CodeRunner:
             return self.tok.encode(x)
 
 
+def _valid_length(meta: Mapping[str, Any]) -> int | None:
+    """``meta["length"]`` as an int (None when the item does not say)."""
+    v = meta.get("length")
+    return None if v is None else int(v)
+
+
 def _repeat(values: Iterable[Any], k: int) -> list[Any]:
     """Each value ``k`` times in a row (one per stored copy of an item)."""
     return [v for v in values for _ in range(k)]
@@ -103,6 +109,7 @@ class _ShardBuffer:
     labels: list[int] = field(default_factory=list)
     captions: list[str | None] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
+    lengths: list[int | None] = field(default_factory=list)  # valid input samples (segmented data)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -142,6 +149,8 @@ class ShardEncoder:
         precision: "fp32", "bf16" or "auto" (bf16 on CUDA when ``probe``, the first view of
             the first batch, gives the fp32 codes).
         compression: Parquet codec.
+        store_length: write each item's ``meta["length"]`` (valid samples of a zero-padded
+            fixed-length segment, e.g. the last audio chunk of a file) in the ``length`` column.
     """
 
     def __init__(
@@ -157,10 +166,11 @@ class ShardEncoder:
         precision: str = "auto",
         probe: Tensor | None = None,
         compression: str = "zstd",
+        store_length: bool = False,
     ) -> None:
         import mmtok
 
-        self.tok, self.views, self.compression = tok, views, compression
+        self.tok, self.views, self.compression, self.store_length = tok, views, compression, bool(store_length)
         self.runner = CodeRunner(tok, precision)
         self.out = Path(output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -256,6 +266,8 @@ class ShardEncoder:
         buf.labels.extend(_repeat((int(v) for v in batch["label"].tolist()), copies))
         buf.captions.extend(_repeat((m.get("caption") for m in batch["meta"]), copies))
         buf.paths.extend(_repeat(batch["path"], copies))
+        if self.store_length:
+            buf.lengths.extend(_repeat((_valid_length(m) for m in batch["meta"]), copies))
 
     def _finish(self, buf: _ShardBuffer, writer: _BackgroundWriter, result: EncodeResult) -> None:
         result.errors.extend(buf.errors)
@@ -270,5 +282,6 @@ class ShardEncoder:
     def _write(self, buf: _ShardBuffer) -> None:
         codes = torch.cat(buf.codes).numpy() if buf.codes else np.zeros((0, *self.codes_shape), np.int64)
         table = build_table(self.meta, buf.keys, list(codes), augs=buf.augs, labels=buf.labels, captions=buf.captions,
-                            paths=buf.paths, extra_meta={"shard_index": buf.index, "errors": buf.errors})
+                            paths=buf.paths, lengths=buf.lengths if self.store_length else None,
+                            extra_meta={"shard_index": buf.index, "errors": buf.errors})
         write_shard(self.out / shard_name(buf.index), table, compression=self.compression)

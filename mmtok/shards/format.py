@@ -11,6 +11,14 @@ One shard is one Parquet file ``shard-000123.parquet`` holding, per item:
     label    int64 (null)   class label when the source has one
     caption  string (null)  caption when the source has one
     path     string         source file of the item
+    length   int32 (null)   optional: valid samples of the item's input when it is a
+                            fixed-length segment of a longer signal (audio chunks: the last
+                            chunk of a file is zero-padded, decode trims to this length);
+                            written only by encodes of segmented data, absent otherwise
+
+Items cut from a longer source (audio ``segment="chunks"``) are keyed ``<source>@<offset>``,
+``offset`` being the segment's first sample (at the model's rate): :func:`split_chunk_key`
+recovers both, so the chunks of one file can be put back in order (``mmtok decode --join``).
 
 The footer's key-value metadata ``mmtok`` holds a JSON document (:class:`ShardMetadata`
 fields plus the shard's index, item count and skipped inputs). A folder of shards has a ``manifest.json``
@@ -103,6 +111,11 @@ class ShardMetadata:
         """Number of distinct token ids (largest codebook)."""
         return int(max(self.codebook_sizes))
 
+    @property
+    def num_codebooks(self) -> int:
+        """Residual levels per token position (``n_q``; the last axis of ``token_shape`` when > 1)."""
+        return len(self.codebook_sizes)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -135,19 +148,28 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.parquet"
 
 
-def schema_for(codes_dtype: str) -> pa.Schema:
+def schema_for(codes_dtype: str, with_length: bool = False) -> pa.Schema:
+    """The shard schema; ``with_length`` adds the optional ``length`` column (segmented inputs)."""
     code_type = {"uint16": pa.uint16(), "int32": pa.int32()}[codes_dtype]
-    return pa.schema(
-        [
-            ("key", pa.string()),
-            ("aug", pa.string()),
-            ("codes", pa.list_(code_type)),
-            ("shape", pa.list_(pa.int32())),
-            ("label", pa.int64()),
-            ("caption", pa.string()),
-            ("path", pa.string()),
-        ]
-    )
+    fields = [
+        ("key", pa.string()),
+        ("aug", pa.string()),
+        ("codes", pa.list_(code_type)),
+        ("shape", pa.list_(pa.int32())),
+        ("label", pa.int64()),
+        ("caption", pa.string()),
+        ("path", pa.string()),
+    ]
+    return pa.schema(fields + ([("length", pa.int32())] if with_length else []))
+
+
+_CHUNK_KEY_RE = re.compile(r"^(.*)@(\d+)$")
+
+
+def split_chunk_key(key: str) -> tuple[str, int | None]:
+    """``"<source>@<offset>"`` -> (source, offset); a key without an offset -> (key, None)."""
+    m = _CHUNK_KEY_RE.match(key)
+    return (m.group(1), int(m.group(2))) if m else (key, None)
 
 
 def _flat_codes(codes: Sequence[np.ndarray], dtype: str, codebook_sizes: Sequence[int]) -> tuple[pa.Array, pa.Array]:
@@ -179,11 +201,16 @@ def build_table(
     labels: Sequence[int | None] | None = None,
     captions: Sequence[str | None] | None = None,
     paths: Sequence[str] | None = None,
+    lengths: Sequence[int | None] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> pa.Table:
-    """Assemble one shard's Arrow table (rows in the given order) with metadata in the schema."""
+    """Assemble one shard's Arrow table (rows in the given order) with metadata in the schema.
+
+    ``lengths`` (valid input samples per row) adds the optional ``length`` column.
+    """
     n = len(keys)
-    for name, col in (("codes", codes), ("augs", augs), ("labels", labels), ("captions", captions), ("paths", paths)):
+    for name, col in (("codes", codes), ("augs", augs), ("labels", labels), ("captions", captions), ("paths", paths),
+                      ("lengths", lengths)):
         if col is not None and len(col) != n:
             raise ValueError(f"{name} has {len(col)} entries for {n} keys")
     codes_arr, shapes = _flat_codes(codes, meta.codes_dtype, meta.codebook_sizes)
@@ -196,8 +223,10 @@ def build_table(
         pa.array(list(captions) if captions is not None else [None] * n, type=pa.string()),
         pa.array(list(paths) if paths is not None else [""] * n, type=pa.string()),
     ]
+    if lengths is not None:
+        cols.append(pa.array([None if v is None else int(v) for v in lengths], type=pa.int32()))
     doc = meta.to_dict() | dict(extra_meta or {}) | {"num_items": n}
-    schema = schema_for(meta.codes_dtype).with_metadata({META_KEY: json.dumps(doc, sort_keys=True).encode()})
+    schema = schema_for(meta.codes_dtype, with_length=lengths is not None).with_metadata({META_KEY: json.dumps(doc, sort_keys=True).encode()})
     return pa.Table.from_arrays(cols, schema=schema)
 
 

@@ -1,4 +1,5 @@
-"""Shard statistics (``mmtok inspect``): item / token counts and token usage."""
+"""Shard statistics (``mmtok inspect``): item / token counts, token usage (per level for residual codes)
+and the modality facts recorded in the metadata (audio: sample rate, frame rate, levels, kbps)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from mmtok.shards.format import load_metadata, read_shard, resolve_shards
 
@@ -16,14 +18,24 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
     """Metadata, item / token counts, per-shard counts and token usage of a shard set."""
     files, manifest = resolve_shards(source)
     meta = load_metadata(files)
-    V = meta.vocab_size
+    V, Q = meta.vocab_size, meta.num_codebooks
     counts = np.zeros(V, np.int64)
-    per_shard, items, lengths, augs = [], 0, set(), {}
+    level_counts = np.zeros((Q, V), np.int64)  # residual codes: usage of each level's codebook
+    per_shard, items, lengths, augs, padded, any_length = [], 0, set(), {}, 0, False
     for f in files:
-        t = read_shard(f, ["codes", "aug"])
+        has_length = "length" in pq.read_schema(str(f)).names
+        t = read_shard(f, ["codes", "aug"] + (["length"] if has_length else []))
         codes = t.column("codes").combine_chunks()
         vals = codes.values.to_numpy(zero_copy_only=False)
         counts += np.bincount(vals, minlength=V)[:V]
+        if Q > 1 and vals.size % Q == 0:
+            lv = vals.reshape(-1, Q)
+            for q in range(Q):
+                level_counts[q] += np.bincount(lv[:, q], minlength=V)[:V]
+        if has_length:
+            any_length = True
+            seg = meta.preprocessing.get("segment_length")
+            padded += sum(1 for n in t.column("length").to_pylist() if n is not None and seg and n < seg)
         lengths.update(np.unique(np.diff(codes.offsets.to_numpy())).tolist())
         for a in t.column("aug").to_pylist():
             augs[a] = augs.get(a, 0) + 1
@@ -33,6 +45,12 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
     p = counts[counts > 0] / max(total, 1)
     entropy = float(-(p * np.log2(p)).sum()) if total else 0.0
     order = np.argsort(-counts, kind="stable")[:top]
+    extra: dict[str, Any] = {}
+    if Q > 1:
+        sizes = meta.codebook_sizes
+        extra["level_usage"] = [float((level_counts[q, : sizes[q]] > 0).mean()) for q in range(Q)]
+    if any_length:
+        extra["num_padded"] = padded  # items whose input segment was zero-padded (the last chunk of a file)
     return {
         "metadata": meta.to_dict(),
         "num_shards": len(files),
@@ -48,7 +66,33 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
         "top_codes": [(int(i), int(counts[i])) for i in order if counts[i] > 0],
         "histogram": counts,
         "shards": per_shard,
+        **extra,
     }
+
+
+def _modality_lines(m: Mapping[str, Any], stats: Mapping[str, Any]) -> list[str]:
+    """Report lines for the modality facts the metadata records (audio: rate, frames, levels, bitrate)."""
+    info = m.get("modality_info") or {}
+    lines = []
+    if "sample_rate" in info:
+        facts = [f"{info['sample_rate']} Hz"]
+        if "frame_rate" in info:
+            facts.append(f"{float(info['frame_rate']):g} frames/s")
+        if "hop_length" in info:
+            facts.append(f"hop {info['hop_length']}")
+        facts.append(f"{len(m['codebook_sizes'])} level{'s' if len(m['codebook_sizes']) > 1 else ''} "
+                     f"x {max(m['codebook_sizes'])} codes")
+        if "kbps" in info:
+            facts.append(f"{float(info['kbps']):.2f} kbps")
+        seg = (m.get("preprocessing") or {}).get("segment_length")
+        if seg:
+            facts.append(f"items of {seg} samples ({seg / info['sample_rate']:g} s, {m['preprocessing'].get('segment', '?')})")
+        lines.append("audio           " + ", ".join(facts))
+    if "level_usage" in stats:
+        lines.append("level usage     " + "  ".join(f"q{q} {100 * u:.1f}%" for q, u in enumerate(stats["level_usage"])))
+    if "num_padded" in stats:
+        lines.append(f"padded items    {stats['num_padded']} (zero-padded ends; valid lengths in the 'length' column)")
+    return lines
 
 
 def format_stats(stats: Mapping[str, Any], bins: int = 16, width: int = 40) -> str:
@@ -61,6 +105,7 @@ def format_stats(stats: Mapping[str, Any], bins: int = 16, width: int = 40) -> s
         f"codebook sizes  {m['codebook_sizes']}   token shape {m['token_shape']}   dtype {m['codes_dtype']}",
         f"preprocessing   {m['preprocessing']}",
         f"modality info   {m.get('modality_info')}",
+        *_modality_lines(m, stats),
         f"source          {m['source']}   precision {m['precision']}",
         f"shards          {stats['num_shards']}   items {stats['num_items']}   tokens {stats['num_tokens']}"
         + (f"   errors {stats['num_errors']}" if stats.get("num_errors") is not None else ""),

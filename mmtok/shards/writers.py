@@ -2,10 +2,12 @@
 
 ``mmtok decode`` picks the writer registered for the shards' modality; a modality plugs in
 its own (WAV for audio, MP4 for video) with ``register_sample_writer(modality, cls)``.
-A writer is built as ``cls(out_dir, meta)`` (``meta``: the shards' :class:`ShardMetadata`,
-e.g. for a sample rate in ``meta.modality_info``) and writes decoded batches
-(``{"recon": (B, ...) in [-1, 1], "key": [...], "aug": [...]}``) as
-``<key>[__<aug>]<extension>``.
+A writer is built as ``cls(out_dir, meta, join=False)`` (``meta``: the shards'
+:class:`ShardMetadata`, e.g. for a sample rate in ``meta.modality_info``) and writes decoded
+batches (``{"recon": (B, ...) in [-1, 1], "key": [...], "aug": [...], "length": [...]}``) as
+``<key>[__<aug>]<extension>``, each item trimmed to its valid ``length`` when the shards
+record one; :meth:`SampleWriter.close` writes what is still held. Writers with ``joins =
+True`` (WAV) can instead put the chunks ``<source>@<offset>`` of each source back together.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
-from mmtok.shards.format import ShardMetadata
+from mmtok.shards.format import ShardMetadata, split_chunk_key
 
 _WRITERS: dict[str, type["SampleWriter"]] = {}
 
@@ -45,9 +48,12 @@ class SampleWriter:
     """Base: names the files; subclasses set ``extension`` and implement :meth:`write`."""
 
     extension: ClassVar[str]
+    joins: ClassVar[bool] = False  # can put the chunks of one source back together (``join=True``)
 
-    def __init__(self, out_dir: str | Path, meta: ShardMetadata) -> None:
-        self.out, self.meta = Path(out_dir), meta
+    def __init__(self, out_dir: str | Path, meta: ShardMetadata, join: bool = False) -> None:
+        if join and not self.joins:
+            raise ValueError(f"{meta.modality} items cannot be joined (join is for chunked audio shards)")
+        self.out, self.meta, self.join = Path(out_dir), meta, bool(join)
         self.out.mkdir(parents=True, exist_ok=True)
 
     def write(self, path: Path, x: Tensor) -> None:  # pragma: no cover - abstract
@@ -55,13 +61,18 @@ class SampleWriter:
         raise NotImplementedError
 
     def write_batch(self, batch: Mapping[str, Any]) -> list[Path]:
-        """Write every item of a decoded batch; returns the paths written."""
+        """Write every item of a decoded batch (trimmed to its valid ``length``); returns the paths written."""
         paths = []
-        for x, key, aug in zip(batch["recon"], batch["key"], batch["aug"]):
+        lengths = batch.get("length") or [None] * len(batch["key"])
+        for x, key, aug, n in zip(batch["recon"], batch["key"], batch["aug"], lengths):
             path = self.out / f"{sample_name(key, aug)}{self.extension}"
-            self.write(path, x)
+            self.write(path, x if n is None else x[..., : int(n)])
             paths.append(path)
         return paths
+
+    def close(self) -> list[Path]:
+        """Write what is still held (joined sources); returns the paths written."""
+        return []
 
 
 class PNGWriter(SampleWriter):
@@ -78,22 +89,60 @@ class PNGWriter(SampleWriter):
 
 
 class WAVWriter(SampleWriter):
-    """Audio (C, S) -> 16-bit PCM WAV at the shards' sample rate (``modality_info["sample_rate"]``)."""
+    """Audio (C, S) -> 16-bit PCM WAV at the shards' sample rate (``modality_info["sample_rate"]``).
+
+    ``join=True``: one ``<source>[__<aug>].wav`` per source file; each chunk ``<source>@<offset>``
+    (trimmed to its valid length) is placed at its offset, gaps (skipped chunks) are silence.
+    Chunks of a source must arrive consecutively (storage order guarantees it).
+    """
 
     extension = ".wav"
+    joins = True
 
-    def __init__(self, out_dir: str | Path, meta: ShardMetadata) -> None:
-        super().__init__(out_dir, meta)
+    def __init__(self, out_dir: str | Path, meta: ShardMetadata, join: bool = False) -> None:
+        super().__init__(out_dir, meta, join)
         rate = meta.modality_info.get("sample_rate")
         if not isinstance(rate, int) or rate <= 0:
             raise ValueError("these audio shards record no sample_rate in their metadata (modality_info); "
                              "re-encode them with this version of mmtok")
         self.sample_rate = rate
+        self._group: tuple[str, str] | None = None
+        self._parts: list[tuple[int, Tensor]] = []  # (offset, valid samples (C, n)) of the current source
+        self._done: set[tuple[str, str]] = set()
 
     def write(self, path: Path, x: Tensor) -> None:
         from mmtok.data.audio import save_wav
 
         save_wav(path, x, self.sample_rate)
+
+    def write_batch(self, batch: Mapping[str, Any]) -> list[Path]:
+        if not self.join:
+            return super().write_batch(batch)
+        paths = []
+        lengths = batch.get("length") or [None] * len(batch["key"])
+        for x, key, aug, n in zip(batch["recon"], batch["key"], batch["aug"], lengths):
+            source, offset = split_chunk_key(key)
+            group = (source, aug)
+            if group != self._group:
+                paths += self.close()
+                if group in self._done:
+                    raise ValueError(f"chunks of {source!r} are not consecutive in the shards; cannot join them")
+                self._group = group
+            self._parts.append((offset or 0, x if n is None else x[..., : int(n)]))
+        return paths
+
+    def close(self) -> list[Path]:
+        if self._group is None:
+            return []
+        end = max(o + x.shape[-1] for o, x in self._parts)
+        wav = torch.zeros(self._parts[0][1].shape[0], end, dtype=self._parts[0][1].dtype)
+        for o, x in self._parts:
+            wav[:, o: o + x.shape[-1]] = x
+        path = self.out / f"{sample_name(*self._group)}{self.extension}"
+        self.write(path, wav)
+        self._done.add(self._group)
+        self._group, self._parts = None, []
+        return [path]
 
 
 register_sample_writer("image", PNGWriter)
