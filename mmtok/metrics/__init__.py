@@ -32,6 +32,13 @@ _LAZY = {
     "frechet_distance": "mmtok.metrics.fid",
     "fid_from_stats": "mmtok.metrics.fid",
     "stats_from_features": "mmtok.metrics.fid",
+    # audio
+    "AudioSuite": "mmtok.metrics.audio.suite",
+    "si_sdr": "mmtok.metrics.audio.quality",
+    "mel_distance": "mmtok.metrics.audio.quality",
+    "stft_distance": "mmtok.metrics.audio.quality",
+    "pesq_wb": "mmtok.metrics.audio.quality",
+    "stoi": "mmtok.metrics.audio.quality",
     # reductions
     "MeanMetric": "mmtok.metrics.reduce",
     # codebook
