@@ -90,6 +90,14 @@ from mmtok.data.synthetic_audio import SyntheticAudio  # noqa: E402
 
 register_modality("audio", open_audio_dataset, AudioViews)
 
+from mmtok.data.synthetic_video import SyntheticVideo  # noqa: E402
+from mmtok.data.video import (  # noqa: E402
+    VIDEO_EXTENSIONS, VideoDataset, VideoFolder, VideoViews, load_video, open_video_dataset, probe_video,
+    save_frame_strip_png, save_gif, save_video,
+)
+
+register_modality("video", open_video_dataset, VideoViews)
+
 __all__ = [
     "open_dataset",
     "register_modality",
@@ -119,4 +127,15 @@ __all__ = [
     "load_audio",
     "open_audio_dataset",
     "save_wav",
+    "VIDEO_EXTENSIONS",
+    "VideoDataset",
+    "VideoFolder",
+    "VideoViews",
+    "SyntheticVideo",
+    "open_video_dataset",
+    "probe_video",
+    "load_video",
+    "save_video",
+    "save_gif",
+    "save_frame_strip_png",
 ]
