@@ -1,5 +1,5 @@
 """Tokenizer training losses as parts: reconstruction terms (L1 / L2, LPIPS, mel / STFT, ...),
-an adversarial part with a pluggable discriminator (PatchGAN; audio MPD / MR-STFT), and
+an adversarial part with a pluggable discriminator (PatchGAN, 3D PatchGAN for clips; audio MPD / MR-STFT), and
 ``TokenizerLoss`` composing them."""
 
 from mmtok.losses.adversarial import (
@@ -23,6 +23,7 @@ from mmtok.losses.audio_discriminators import (
     MultiResolutionSTFTDiscriminator,
 )
 from mmtok.losses.discriminator import PatchGANDiscriminator
+from mmtok.losses.discriminator3d import PatchGAN3D
 from mmtok.layers.lpips import LPIPS, resolve_trunk_weights, trunk_cache_path
 from mmtok.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, mel_distance, stft_distance
 from mmtok.losses.terms import PerceptualLoss, PixelLoss, build_loss_term, loss_term_names, register_loss_term
@@ -31,6 +32,7 @@ from mmtok.losses.tokenizer_loss import LossTerms, TokenizerLoss
 __all__ = [
     "LPIPS",
     "PatchGANDiscriminator",
+    "PatchGAN3D",
     "TokenizerLoss",
     "LossTerms",
     "AdversarialLoss",

@@ -1,8 +1,8 @@
 """The adversarial part of tokenizer training, with a pluggable discriminator.
 
 ``AdversarialLoss`` owns any discriminator module (``forward(x) -> logits``: a PatchGAN for
-images; or ``-> DiscriminatorOutput`` with several sub-discriminators and their hidden
-features: the audio MPD / MR-STFT discriminators), the hinge or LSGAN loss, feature
+images, a 3D PatchGAN for clips; or ``-> DiscriminatorOutput`` with several sub-discriminators
+and their hidden features: the audio MPD / MR-STFT discriminators), the hinge or LSGAN loss, feature
 matching, the adaptive generator weight at the decoder's last layer, the GAN start step
 and the LeCAM regulariser. Discriminators are built by name with :func:`build_discriminator`.
 """
@@ -64,7 +64,14 @@ def _patchgan(**options: Any) -> nn.Module:
     return PatchGANDiscriminator(**options)
 
 
+def _patchgan3d(**options: Any) -> nn.Module:
+    from mmtok.losses.discriminator3d import PatchGAN3D
+
+    return PatchGAN3D(**options)
+
+
 register_discriminator("patchgan", _patchgan)
+register_discriminator("patchgan3d", _patchgan3d)
 
 
 def hinge_d_loss(logits_real: Tensor, logits_fake: Tensor) -> Tensor:

@@ -39,6 +39,13 @@ _LAZY = {
     "stft_distance": "mmtok.metrics.audio.quality",
     "pesq_wb": "mmtok.metrics.audio.quality",
     "stoi": "mmtok.metrics.audio.quality",
+    # video
+    "VideoSuite": "mmtok.metrics.video.suite",
+    "I3DFeatures": "mmtok.metrics.video.i3d",
+    "get_i3d": "mmtok.metrics.video.i3d",
+    "save_random_i3d_weights": "mmtok.metrics.video.i3d",
+    "resolve_i3d_weights": "mmtok.metrics.video.i3d",
+    "I3D_WEIGHTS_NAME": "mmtok.metrics.video.i3d",
     # reductions
     "MeanMetric": "mmtok.metrics.reduce",
     # codebook

@@ -179,3 +179,4 @@ def list_metric_suites() -> list[str]:
 
 register_metric_suite("image", "mmtok.metrics.image.suite:ImageSuite")
 register_metric_suite("audio", "mmtok.metrics.audio.suite:AudioSuite")
+register_metric_suite("video", "mmtok.metrics.video.suite:VideoSuite")
