@@ -88,6 +88,11 @@ def read_checkpoint_config(path_or_id: str | Path, allow_download: bool = False)
     return meta
 
 
+def _a(word: str) -> str:
+    """``word`` with its indefinite article ("an image", "a video")."""
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
 def load_tokenizer(
     path_or_id: str | Path,
     device: str | torch.device = "cpu",
@@ -109,7 +114,7 @@ def load_tokenizer(
     meta = read_checkpoint_config(d)
     if modality is not None and meta.get("modality") != modality:
         raise ValueError(
-            f"{path_or_id} is a {meta.get('modality')} tokenizer ({meta['family']}), but a {modality} tokenizer is required"
+            f"{path_or_id} is {_a(str(meta.get('modality')))} tokenizer ({meta['family']}), but {_a(modality)} tokenizer is required"
         )
     cls = get_family(meta["family"])
     model = cls(from_dict(cls.config_class, meta["config"]))

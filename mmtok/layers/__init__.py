@@ -1,5 +1,6 @@
 """Shared building blocks: transformer (timm ViT blocks with an attention mask), 2D conv encoder/decoder
-parts, 1D audio blocks (Snake, weight-normed causal/centred convs, SEANet, ConvNeXt1d, iSTFT head, streaming)."""
+parts, 1D audio blocks (Snake, weight-normed causal/centred convs, SEANet, ConvNeXt1d, iSTFT head, streaming),
+causal 3D conv blocks for video (per-frame norms, temporal down/upsampling, 2D -> 3D inflation)."""
 
 from mmtok.layers.audio import (
     AudioConv1d,
@@ -17,6 +18,23 @@ from mmtok.layers.audio import (
     reach,
     streaming,
     weight_of,
+)
+from mmtok.layers.conv3d import (
+    CausalConv3d,
+    CausalDecoder3d,
+    CausalEncoder3d,
+    ChannelLayerNorm,
+    Downsample3d,
+    FrameAttnBlock,
+    FrameGroupNorm,
+    ResBlock3d,
+    Upsample3d,
+    fold_time,
+    group_norm3d,
+    identity_time_conv_,
+    inflate_weight,
+    norm3d,
+    unfold_time,
 )
 from mmtok.layers.conv import (
     AttnBlock2d,
@@ -55,4 +73,19 @@ __all__ = [
     "reach",
     "streaming",
     "weight_of",
+    "CausalConv3d",
+    "ResBlock3d",
+    "Downsample3d",
+    "Upsample3d",
+    "FrameGroupNorm",
+    "group_norm3d",
+    "ChannelLayerNorm",
+    "norm3d",
+    "FrameAttnBlock",
+    "CausalEncoder3d",
+    "CausalDecoder3d",
+    "inflate_weight",
+    "identity_time_conv_",
+    "fold_time",
+    "unfold_time",
 ]

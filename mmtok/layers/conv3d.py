@@ -1,0 +1,389 @@
+"""Causal 3D conv building blocks of the video tokenizers; every layer maps ``(B, C, T, H, W)``.
+
+Time is causal, space is not:
+
+- ``CausalConv3d`` pads time on the past only, by *replicating the first frame*
+  ``(k_t - 1) * dilation`` times (a still image padded with itself looks like a static clip,
+  so T = 1 images and videos share weights), and pads H, W with zeros ('same'). Output frame
+  ``t`` depends on input frames ``<= t`` only. ``causal=False`` splits the temporal padding
+  over both ends (replicating the first / last frame) and looks ahead.
+- Norms never mix frames. ``norm="group"`` (default): ``FrameGroupNorm`` folds T into the
+  batch, so each frame is normalised with its own statistics (a GroupNorm over (T, H, W)
+  would mix future frames into the past); its parameters are a 2D ``nn.GroupNorm``'s, so 2D
+  weights inflate. ``norm="layer"``: ``ChannelLayerNorm`` normalises each pixel over its
+  channels, which is also local in space: spatial tiles then match the whole frame away
+  from tile edges (per-frame statistics of a tile differ from the whole frame's).
+- ``Downsample3d``: spatial stride-(1, 2, 2) conv (k = (1, 3, 3), padded right / bottom, as
+  ``Downsample2d``), then optionally a temporal stride-(2, 1, 1) causal conv (k_t = 3) that
+  maps ``1 + 2m`` frames to ``1 + m``: output ``j`` sees frames ``2j - 2 .. 2j``, so output 0
+  is frame 0 alone.
+- ``Upsample3d`` mirrors it: temporally each frame is repeated twice and the first copy of
+  frame 0 dropped (``1 + m -> 1 + 2m``: latent 0 gives frame 0 only, latent ``j`` frames
+  ``2j - 1, 2j``), then a causal conv (k_t = 3); spatially nearest x2 then a (1, 3, 3) conv.
+
+Streaming: inside ``with mmtok.layers.audio.streaming(module, state):`` every causal layer
+keeps its left context in ``state`` between calls (a conv: the inputs its next output still
+needs; ``Upsample3d``: that frame 0 was seen), so feeding a clip window by window (first
+window ``1 + k * f_t`` frames, later ones ``k * f_t``) gives exactly the whole-clip output.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mmtok.layers.audio import StreamingModule
+from mmtok.layers.conv import AttnBlock2d, group_norm
+
+Size3 = int | tuple[int, int, int]
+
+
+def _triple(v: Size3, name: str) -> tuple[int, int, int]:
+    t = (v, v, v) if isinstance(v, int) else tuple(int(a) for a in v)
+    if len(t) != 3 or min(t) < 1:
+        raise ValueError(f"{name} must be a positive int or a (t, h, w) triple, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+def fold_time(x: Tensor) -> Tensor:
+    """(B, C, T, H, W) -> (B * T, C, H, W): frames as a batch of images."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+
+def unfold_time(x: Tensor, t: int) -> Tensor:
+    """(B * T, C, H, W) -> (B, C, T, H, W); inverse of ``fold_time``."""
+    bt, c, h, w = x.shape
+    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm of each frame on its own: (B, C, T, H, W) -> same; causal by construction.
+    Also accepts (B, C, H, W) images. Parameters (and ``state_dict``) are a 2D GroupNorm's."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim == 4:
+            return super().forward(x)
+        return unfold_time(super().forward(fold_time(x)), x.shape[2])
+
+
+def group_norm3d(channels: int, max_groups: int = 32) -> FrameGroupNorm:
+    """Per-frame GroupNorm with the largest group count <= ``max_groups`` dividing ``channels``
+    (the same groups as ``mmtok.layers.conv.group_norm``)."""
+    return FrameGroupNorm(group_norm(channels, max_groups).num_groups, channels, eps=1e-6)
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each position: (B, C, *) -> same; local in time and space."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+NORMS = ("group", "layer")
+
+
+def norm3d(kind: str, channels: int) -> nn.Module:
+    """``"group"``: ``group_norm3d`` (per frame); ``"layer"``: ``ChannelLayerNorm`` (per position)."""
+    if kind == "group":
+        return group_norm3d(channels)
+    if kind == "layer":
+        return ChannelLayerNorm(channels, eps=1e-6)
+    raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
+
+
+class CausalConv3d(StreamingModule):
+    """Conv3d with causal temporal padding (replicate frame 0) and 'same' zero spatial padding.
+
+    (B, C_in, T, H, W) -> (B, C_out, 1 + (T - 1) // stride_t, H, W). Odd spatial kernels only;
+    the temporal stride is the only stride (spatial downsampling is ``Downsample3d``'s).
+    ``weight`` has the shape of ``nn.Conv3d``'s ``(C_out, C_in, k_t, k_h, k_w)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Size3 = 3,
+        stride_t: int = 1,
+        dilation_t: int = 1,
+        bias: bool = True,
+        causal: bool = True,
+    ) -> None:
+        super().__init__()
+        kt, kh, kw = _triple(kernel_size, "kernel_size")
+        if kh % 2 == 0 or kw % 2 == 0:
+            raise ValueError(f"spatial kernel sizes must be odd ('same' padding), got {(kh, kw)}")
+        if stride_t < 1 or dilation_t < 1:
+            raise ValueError(f"stride_t and dilation_t must be >= 1, got {stride_t}, {dilation_t}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = (kt, kh, kw)
+        self.stride_t, self.dilation_t, self.causal = stride_t, dilation_t, causal
+        span = (kt - 1) * dilation_t
+        self.pad_past = span if causal else span - span // 2
+        self.pad_future = span - self.pad_past
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kt, kh, kw))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """``nn.Conv3d``'s default initialisation."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride_t={self.stride_t}, "
+                f"dilation_t={self.dilation_t}, causal={self.causal}")
+
+    def _conv(self, x: Tensor) -> Tensor:
+        _, kh, kw = self.kernel_size
+        return F.conv3d(x, self.weight, self.bias, stride=(self.stride_t, 1, 1), padding=(0, kh // 2, kw // 2),
+                        dilation=(self.dilation_t, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._stream is not None:
+            return self._forward_stream(x)
+        parts = [x]
+        if self.pad_past:
+            parts.insert(0, x[:, :, :1].expand(-1, -1, self.pad_past, -1, -1))
+        if self.pad_future:
+            parts.append(x[:, :, -1:].expand(-1, -1, self.pad_future, -1, -1))
+        return self._conv(torch.cat(parts, dim=2) if len(parts) > 1 else x)
+
+    def _forward_stream(self, x: Tensor) -> Tensor:
+        past = self._stream.get(self)
+        if past is None:  # the stream starts as the offline pass does: frame 0 replicated
+            past = x[:, :, :1].expand(-1, -1, self.pad_past, -1, -1)
+        x = torch.cat([past, x], dim=2)
+        span = (self.kernel_size[0] - 1) * self.dilation_t + 1
+        n = (x.shape[2] - span) // self.stride_t + 1 if x.shape[2] >= span else 0
+        self._stream[self] = x[:, :, n * self.stride_t :]  # what the next output still needs
+        if n == 0:
+            return x.new_zeros(x.shape[0], self.out_channels, 0, *x.shape[3:])
+        return self._conv(x[:, :, : (n - 1) * self.stride_t + span])
+
+
+def inflate_weight(w2d: Tensor, kt: int) -> Tensor:
+    """A 2D conv weight (C_out, C_in, k_h, k_w) -> (C_out, C_in, kt, k_h, k_w) acting on the
+    current frame only (the last temporal tap; the others zero): on a T = 1 input (or per
+    frame, before any temporal mixing) the 3D conv then equals the 2D one."""
+    w = w2d.new_zeros(w2d.shape[0], w2d.shape[1], kt, *w2d.shape[2:])
+    w[:, :, -1] = w2d
+    return w
+
+
+def identity_time_conv_(conv: CausalConv3d) -> None:
+    """Set a (C, C, k_t, 1, 1) temporal conv to the identity on the current frame (in place)."""
+    c, c_in, kt, kh, kw = conv.weight.shape
+    if c != c_in or kh != 1 or kw != 1:
+        raise ValueError(f"identity needs a (C, C, k_t, 1, 1) conv, got {tuple(conv.weight.shape)}")
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[torch.arange(c), torch.arange(c), kt - 1, 0, 0] = 1.0
+        if conv.bias is not None:
+            conv.bias.zero_()
+
+
+class ResBlock3d(nn.Module):
+    """Norm (per frame / per position) -SiLU-CausalConv3d(3x3x3) twice plus a (1x1x1 projected when needed)
+    skip; (B, C_in, T, H, W) -> (B, C_out, T, H, W). Names mirror ``ResBlock2d``."""
+
+    def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0,
+                 causal: bool = True, kernel_size: Size3 = 3, norm: str = "group") -> None:
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.norm1 = norm3d(norm, in_channels)
+        self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size, causal=causal)
+        self.norm2 = norm3d(norm, out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size, causal=causal)
+        self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class FrameAttnBlock(AttnBlock2d):
+    """``AttnBlock2d`` (single-head self-attention over H x W, residual) on each frame alone:
+    (B, C, T, H, W) -> same; causal (no attention across time)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return unfold_time(super().forward(fold_time(x)), x.shape[2])
+
+
+class Downsample3d(nn.Module):
+    """Spatial /2 (``conv``: stride-(1, 2, 2) conv, k = (1, 3, 3), padded right / bottom) and,
+    when ``temporal``, time ``1 + 2m -> 1 + m`` (``time_conv``: causal conv, k_t = 3, stride 2).
+
+    (B, C, T, H, W) -> (B, C, T' , H / 2, W / 2), T' = 1 + (T - 1) // 2 when temporal, else T.
+    """
+
+    def __init__(self, channels: int, spatial: bool = True, temporal: bool = False, causal: bool = True) -> None:
+        super().__init__()
+        if not (spatial or temporal):
+            raise ValueError("Downsample3d needs spatial=True or temporal=True")
+        self.conv = nn.Conv3d(channels, channels, (1, 3, 3), stride=(1, 2, 2)) if spatial else None
+        self.time_conv = CausalConv3d(channels, channels, (3, 1, 1), stride_t=2, causal=causal) if temporal else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.conv is not None:
+            x = self.conv(F.pad(x, (0, 1, 0, 1)))
+        if self.time_conv is not None:
+            x = self.time_conv(x)
+        return x
+
+
+class Upsample3d(StreamingModule):
+    """Mirror of ``Downsample3d``: when ``temporal``, time ``1 + m -> 1 + 2m`` (every frame
+    twice, the first copy of frame 0 dropped, then ``time_conv``: causal conv, k_t = 3); when
+    ``spatial``, nearest x2 then ``conv`` (k = (1, 3, 3)).
+
+    (B, C, T, H, W) -> (B, C, T', 2H, 2W), T' = 2T - 1 when temporal, else T. Input frame 0
+    alone makes output frame 0.
+    """
+
+    def __init__(self, channels: int, spatial: bool = True, temporal: bool = False, causal: bool = True) -> None:
+        super().__init__()
+        if not (spatial or temporal):
+            raise ValueError("Upsample3d needs spatial=True or temporal=True")
+        self.causal = causal
+        self.time_conv = CausalConv3d(channels, channels, (3, 1, 1), causal=causal) if temporal else None
+        self.conv = nn.Conv3d(channels, channels, (1, 3, 3), padding=(0, 1, 1)) if spatial else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.time_conv is not None:
+            first = True
+            if self._stream is not None:  # only the stream's first chunk holds frame 0
+                first = self not in self._stream
+                self._stream[self] = x.new_ones(())
+            x = x.repeat_interleave(2, dim=2)
+            x = self.time_conv(x[:, :, 1:] if first else x)
+        if self.conv is not None:
+            x = self.conv(F.interpolate(x, scale_factor=(1.0, 2.0, 2.0), mode="nearest"))
+        return x
+
+
+def _temporal_levels(num_levels: int, temporal_downsamples: int) -> list[bool]:
+    """Which of the ``num_levels - 1`` resolution changes also change time: the last ones."""
+    n = num_levels - 1
+    if not 0 <= temporal_downsamples <= n:
+        raise ValueError(f"{temporal_downsamples} temporal downsamplings need at least as many spatial ones, got {n}")
+    return [i >= n - temporal_downsamples for i in range(n)]
+
+
+class CausalEncoder3d(nn.Module):
+    """Video -> latent map: (B, in_channels, 1 + f_t * n, H, W) -> (B, z_channels, 1 + n, H / f_s, W / f_s),
+    f_s = 2 ** (len(channel_mult) - 1), f_t = 2 ** temporal_downsamples (applied at the last levels).
+
+    The layout (and parameter names) mirror ``ConvEncoder2d``, so a 2D encoder's weights inflate
+    into it (see ``mmtok.video.inflate``).
+    """
+
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        base_channels: int,
+        channel_mult: tuple[int, ...],
+        num_res_blocks: int,
+        z_channels: int,
+        temporal_downsamples: int,
+        mid_attention: bool = True,
+        dropout: float = 0.0,
+        causal: bool = True,
+        norm: str = "group",
+    ) -> None:
+        super().__init__()
+        temporal = _temporal_levels(len(channel_mult), temporal_downsamples)
+        self.conv_in = CausalConv3d(in_channels, base_channels, 3, causal=causal)
+        blocks: list[nn.Module] = []
+        ch = base_channels
+        for i, mult in enumerate(channel_mult):
+            out = base_channels * mult
+            for _ in range(num_res_blocks):
+                blocks.append(ResBlock3d(ch, out, dropout, causal, norm=norm))
+                ch = out
+            if i < len(channel_mult) - 1:
+                blocks.append(Downsample3d(ch, spatial=True, temporal=temporal[i], causal=causal))
+        self.down = nn.Sequential(*blocks)
+        self.mid = nn.Sequential(
+            ResBlock3d(ch, ch, dropout, causal, norm=norm),
+            FrameAttnBlock(ch) if mid_attention else nn.Identity(),
+            ResBlock3d(ch, ch, dropout, causal, norm=norm),
+        )
+        self.norm_out = norm3d(norm, ch)
+        self.conv_out = CausalConv3d(ch, z_channels, 3, causal=causal)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.mid(self.down(self.conv_in(x)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class CausalDecoder3d(nn.Module):
+    """Latent map -> video: (B, z_channels, 1 + n, h, w) -> (B, out_channels, 1 + f_t * n, h * f_s, w * f_s);
+    mirrors ``CausalEncoder3d`` (temporal upsampling at the first levels) and ``ConvDecoder2d``'s names."""
+
+    def __init__(
+        self,
+        *,
+        out_channels: int,
+        base_channels: int,
+        channel_mult: tuple[int, ...],
+        num_res_blocks: int,
+        z_channels: int,
+        temporal_downsamples: int,
+        mid_attention: bool = True,
+        dropout: float = 0.0,
+        causal: bool = True,
+        norm: str = "group",
+    ) -> None:
+        super().__init__()
+        temporal = _temporal_levels(len(channel_mult), temporal_downsamples)
+        ch = base_channels * channel_mult[-1]
+        self.conv_in = CausalConv3d(z_channels, ch, 3, causal=causal)
+        self.mid = nn.Sequential(
+            ResBlock3d(ch, ch, dropout, causal, norm=norm),
+            FrameAttnBlock(ch) if mid_attention else nn.Identity(),
+            ResBlock3d(ch, ch, dropout, causal, norm=norm),
+        )
+        blocks: list[nn.Module] = []
+        for i, mult in reversed(list(enumerate(channel_mult))):
+            out = base_channels * mult
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResBlock3d(ch, out, dropout, causal, norm=norm))
+                ch = out
+            if i > 0:  # undoes the encoder's i-1 -> i resolution change
+                blocks.append(Upsample3d(ch, spatial=True, temporal=temporal[i - 1], causal=causal))
+        self.up = nn.Sequential(*blocks)
+        self.norm_out = norm3d(norm, ch)
+        self.conv_out = CausalConv3d(ch, out_channels, 3, causal=causal)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = self.up(self.mid(self.conv_in(z)))
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+__all__ = [
+    "CausalConv3d",
+    "FrameGroupNorm",
+    "group_norm3d",
+    "ChannelLayerNorm",
+    "norm3d",
+    "ResBlock3d",
+    "FrameAttnBlock",
+    "Downsample3d",
+    "Upsample3d",
+    "CausalEncoder3d",
+    "CausalDecoder3d",
+    "fold_time",
+    "unfold_time",
+    "inflate_weight",
+    "identity_time_conv_",
+]
