@@ -50,6 +50,8 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
       ``sample_rate``), passed to ``mmtok.data.open_dataset``
     - ``describe()``: modality facts recorded in shard metadata and eval reports
       (audio adds ``sample_rate`` / ``frame_rate``)
+    - ``joint_modalities()`` / ``joint_preprocessing(m)`` / ``from_joint(x, m)``: batches of another
+      modality the model also trains on (a video tokenizer trains on images as 1-frame clips)
     """
 
     config_class: ClassVar[type]
@@ -157,6 +159,20 @@ class Tokenizer(nn.Module, PyTorchModelHubMixin):
     def bits_at(self, k: int) -> float:
         """Bits of one item's codes at rung ``k`` (default: ``bits_per_item * k / full``)."""
         return self.bits_per_item * k / self.rate_ladder()[-1]
+
+    # --- joint training: batches of another modality the model also trains on --------------
+    def joint_modalities(self) -> tuple[str, ...]:
+        """Other modalities whose batches this tokenizer trains on too (video: ``("image",)``)."""
+        return ()
+
+    def joint_preprocessing(self, modality: str) -> dict[str, Any]:
+        """What a dataset of ``modality`` must deliver for joint training."""
+        raise ValueError(f"{type(self).__name__} does not train on {modality} batches "
+                         f"(joint modalities: {list(self.joint_modalities()) or 'none'})")
+
+    def from_joint(self, x: Tensor, modality: str) -> Tensor:
+        """A batch of ``modality`` in this tokenizer's own layout (video: images as 1-frame clips)."""
+        raise ValueError(f"{type(self).__name__} does not train on {modality} batches")
 
     def describe(self) -> dict[str, Any]:
         """Modality-independent facts plus the modality's own (``preprocessing()``)."""

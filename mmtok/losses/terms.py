@@ -55,7 +55,8 @@ class PixelLoss(nn.Module):
 
 
 class PerceptualLoss(nn.Module):
-    """Mean LPIPS distance between reconstruction and target images (B, 3, H, W) in [-1, 1]."""
+    """Mean LPIPS distance between reconstruction and target images (B, 3, H, W) in [-1, 1], or
+    between the frames of clips (B, 3, T, H, W)."""
 
     def __init__(self, weights: str = "auto", net: str = "vgg") -> None:
         super().__init__()
@@ -64,6 +65,8 @@ class PerceptualLoss(nn.Module):
         self.lpips = LPIPS(net=net, weights=weights)
 
     def forward(self, recon: Tensor, x: Tensor) -> Tensor:
+        if recon.ndim == 5:  # clips (B, C, T, H, W): the mean over every frame
+            recon, x = (v.transpose(1, 2).flatten(0, 1) for v in (recon, x))
         return self.lpips(recon.float(), x.float()).mean()
 
 

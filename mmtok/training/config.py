@@ -25,6 +25,20 @@ class ModelConfig:
 
 
 @dataclass
+class JointDataConfig:
+    """A second dataset of another modality trained on the same weights (video tokenizers:
+    ``modality: image``), interleaved at a fixed ``ratio`` of the micro-batches; unused when
+    ``train`` is null. Its items are converted by ``tok.from_joint`` (images -> 1-frame clips).
+    ``preprocessing`` adds to what the tokenizer needs (``tok.joint_preprocessing``)."""
+
+    train: str | None = None
+    modality: str = "image"
+    ratio: float = 0.25  # fraction of micro-batches drawn from this dataset (a fixed, resumable schedule)
+    batch_size: int | None = None  # per device; null = optim.batch_size
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class DataConfig:
     """The training set: a spec for ``mmtok.data.open_dataset`` in the tokenizer's modality.
 
@@ -38,6 +52,7 @@ class DataConfig:
     train: str = "synthetic:4096"
     preprocessing: dict[str, Any] = field(default_factory=dict)
     num_workers: int = 0
+    joint: JointDataConfig = field(default_factory=JointDataConfig)
 
 
 @dataclass
@@ -153,6 +168,9 @@ class TrainConfig:
         need(bool(self.resume), "resume must be 'auto', 'never' or a checkpoint directory")
         need(bool(str(self.data.train).strip()), "data.train must name a dataset (e.g. synthetic:4096 or a folder)")
         need(self.data.num_workers >= 0, "data.num_workers must be >= 0")
+        j = self.data.joint
+        need(j.train is None or (0.0 < j.ratio < 1.0), f"data.joint.ratio must be in (0, 1), got {j.ratio}")
+        need(j.batch_size is None or j.batch_size > 0, "data.joint.batch_size must be positive (or null)")
         need(self.optim.batch_size > 0 and self.optim.grad_accum > 0, "optim.batch_size and optim.grad_accum must be positive")
         need(self.optim.lr > 0, "optim.lr must be positive")
         need(self.schedule.total_steps > 0, "schedule.total_steps must be positive")

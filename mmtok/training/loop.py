@@ -68,6 +68,7 @@ class Run:
     log: Any
     window: MetricWindow
     stream: BatchStream | None = None
+    joint_stream: BatchStream | None = None  # data.joint: batches of another modality
     samples: Any = None
     step: int = 0
     skipped: int = 0
@@ -175,17 +176,50 @@ def _sample_batch(run: Run) -> Any:
     return cls(run.tok, torch.stack(xs).to(run.device), run.run_dir, run.writer)
 
 
-def next_batch(run: Run) -> torch.Tensor:
+def next_batch(run: Run, stream: BatchStream | None = None) -> torch.Tensor:
     """The next batch with at least one readable item (unreadable files are logged and counted)."""
-    assert run.stream is not None
-    for _ in range(run.stream.batches_per_epoch + 1):
-        batch = next(run.stream)
+    stream = stream or run.stream
+    assert stream is not None
+    for _ in range(stream.batches_per_epoch + 1):
+        batch = next(stream)
         for path, msg in batch["errors"]:
             run.skipped += 1
             run.log.warning("skipped unreadable file %s (%s)", path, msg)
         if batch["x"] is not None:
             return batch["x"].to(run.device, non_blocking=True)
-    raise ValueError(f"no readable item in a whole epoch of {run.cfg.data.train}; see {run.run_dir / 'train.log'}")
+    raise ValueError(f"no readable item in a whole epoch of {stream.dataset!r}; see {run.run_dir / 'train.log'}")
+
+
+def is_joint_micro_batch(index: int, ratio: float) -> bool:
+    """Whether micro-batch ``index`` (counted over the run) comes from ``data.joint``: a fixed
+    schedule that takes ``ratio`` of them, evenly spread (so a resume needs no extra state)."""
+    return int((index + 1) * ratio) > int(index * ratio)
+
+
+def _micro_batch(run: Run, i: int) -> torch.Tensor:
+    """Micro-batch ``i`` of this step, from the main data or (on schedule) the joint data."""
+    joint = run.cfg.data.joint
+    if run.joint_stream is not None and is_joint_micro_batch(run.step * run.cfg.optim.grad_accum + i, joint.ratio):
+        return run.tok.from_joint(next_batch(run, run.joint_stream), joint.modality)
+    return next_batch(run)
+
+
+def open_joint_stream(run: Run, state: dict[str, int] | None) -> BatchStream | None:
+    """The ``data.joint`` stream (None when unset), opened with what the tokenizer needs."""
+    joint, cfg = run.cfg.data.joint, run.cfg
+    if joint.train is None:
+        return None
+    if joint.modality not in run.tok.joint_modalities():
+        raise ConfigError(f"data.joint.modality={joint.modality!r}: {cfg.model.name} trains jointly on "
+                          f"{list(run.tok.joint_modalities()) or 'no other modality'}")
+    from mmtok.data import open_dataset
+
+    prep = {**run.tok.joint_preprocessing(joint.modality), **joint.preprocessing, "seed": cfg.seed}
+    ds = open_dataset(joint.train, modality=joint.modality, **prep)
+    run.log.info("joint data (%s, %.0f%% of micro-batches): %r", joint.modality, 100 * joint.ratio, ds)
+    return BatchStream(ds, joint.batch_size or cfg.optim.batch_size, cfg.data.num_workers, shuffle=True,
+                       seed=cfg.seed + 1, rank=run.accelerator.process_index, world_size=run.accelerator.num_processes,
+                       drop_last=True, state=state)
 
 
 def generator_step(run: Run, guard: NonFiniteGuard) -> tuple[dict[str, Any], list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -196,7 +230,7 @@ def generator_step(run: Run, guard: NonFiniteGuard) -> tuple[dict[str, Any], lis
     pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     terms: dict[str, Any] = {}
     for i in range(accum):
-        x = next_batch(run)
+        x = _micro_batch(run, i)
         # D is only a loss here (its gradients are not wanted): never sync it in this phase
         with ExitStack() as stack:
             if i < accum - 1:
@@ -256,6 +290,7 @@ def train(cfg: TrainConfig) -> int:
     run.stream = BatchStream(run.dataset, cfg.optim.batch_size, cfg.data.num_workers, shuffle=True, seed=cfg.seed,
                              rank=run.accelerator.process_index, world_size=run.accelerator.num_processes,
                              drop_last=True, state=run.extra.pop("stream_state", None))
+    run.joint_stream = open_joint_stream(run, run.extra.pop("joint_stream_state", None))
     run.samples = _sample_batch(run)
     run.last_ckpt = run.extra.pop("last_ckpt", None)
     total = cfg.schedule.total_steps

@@ -112,5 +112,39 @@ class AudioSampleLogger:
         return f"  audio:        {path.resolve()}   (clip<i>_orig.wav / clip<i>_recon.wav, spectrogram.png)"
 
 
+class VideoSampleLogger:
+    """Per step under ``run_dir/samples/step_XXXXXXXX/``: ``strip.png`` (each clip's frames in a
+    row, original above reconstruction) and ``clip<i>.mp4`` (original | reconstruction side by
+    side)."""
+
+    preprocessing: ClassVar[dict[str, Any]] = {"clip": "start", "crop": "center", "flip": False}
+    fps: ClassVar[float] = 8.0
+
+    def __init__(self, tok: Any, batch: Tensor, run_dir: str | Path, writer: Any) -> None:
+        self.batch, self.dir, self.writer = batch, Path(run_dir) / "samples", writer
+
+    @torch.no_grad()
+    def write(self, model: Any, step: int) -> Path:
+        from mmtok.data.video import save_frame_strip_png, save_video
+
+        was = model.training
+        model.eval()
+        try:
+            rec = model.decode(model.encode(self.batch)).float().clamp(-1, 1).cpu()
+        finally:
+            model.train(was)
+        out = self.dir / f"step_{step:08d}"
+        orig = self.batch.float().cpu()
+        rows = [r for pair in zip(orig, rec) for r in pair]
+        save_frame_strip_png(out / "strip.png", rows)
+        for i, (x, r) in enumerate(zip(orig, rec)):
+            save_video(out / f"clip{i}.mp4", torch.cat([x, r], dim=-1), self.fps)
+        return out
+
+    def describe(self, path: Path) -> str:
+        return f"  video:        {path.resolve()}   (strip.png: original above reconstruction; clip<i>.mp4 side by side)"
+
+
 register_sample_logger("image", ImageSampleLogger)
+register_sample_logger("video", VideoSampleLogger)
 register_sample_logger("audio", AudioSampleLogger)

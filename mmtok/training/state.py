@@ -63,6 +63,7 @@ def save_checkpoint(run: "Run") -> Path:
     objects: dict[str, Any] = {
         "optimizer": optim_state(acc, run.model, run.opt),
         "data": run.stream.state_dict() if run.stream is not None else {},
+        "joint_data": run.joint_stream.state_dict() if run.joint_stream is not None else {},
         "window": run.window.state_dict(),
         "loss_buffers": run.loss_fn.state_buffers(),
     }
@@ -103,6 +104,7 @@ def restore(run: "Run", resume_dir: Path) -> None:
         set_rng_state(rngs[rank])
     run.step, run.skipped = int(meta["step"]), int(meta.get("skipped_files", 0))
     run.extra["stream_state"] = objs["data"]
+    run.extra["joint_stream_state"] = objs.get("joint_data") or None
     run.extra["last_ckpt"] = resume_dir
     run.window.load_state_dict(objs["window"])
     run.loss_fn.load_state_buffers(objs["loss_buffers"])

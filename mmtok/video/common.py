@@ -244,6 +244,23 @@ class VideoTokenizer(Tokenizer):
         return TokenizerOutput(recon=recon, codes=codes_to_grid(q.codes, spatial), loss=q.loss, metrics=dict(q.metrics))
 
     # --- images: a video of one frame ----------------------------------------------------
+    def joint_modalities(self) -> tuple[str, ...]:
+        """Image batches train the same weights (an image is a clip of one frame)."""
+        return ("image",)
+
+    def joint_preprocessing(self, modality: str) -> dict[str, Any]:
+        if modality != "image":
+            return super().joint_preprocessing(modality)
+        return {"resolution": int(self.config.image_size)}
+
+    def from_joint(self, x: Tensor, modality: str) -> Tensor:
+        """Images (B, C, H, W) -> 1-frame clips (B, C, 1, H, W)."""
+        if modality != "image":
+            return super().from_joint(x, modality)
+        if x.ndim != 4:
+            raise ValueError(f"image batches for joint training must be (B, C, H, W), got {tuple(x.shape)}")
+        return x[:, :, None]
+
     @torch.no_grad()
     def encode_image(self, x: Tensor) -> Tensor:
         """Images (B, C, H, W) -> codes (B, h, w); equals ``encode(x[:, :, None])[:, 0]``."""
