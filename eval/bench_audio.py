@@ -1,0 +1,664 @@
+"""Audio codec benchmark: speed, memory, streaming, long files and quality vs trivial baselines.
+
+Everything is measured side by side in one run and printed as Markdown tables:
+
+1. throughput  encode / decode real-time factor (RTF = seconds of audio per second of compute;
+               > 1 is faster than real time) and peak memory of every preset, batch 1 and 8
+               of 1 s clips. CPU fp32 always; with CUDA also fp32 and bf16 autocast on the GPU.
+               Peak memory: CPU = peak RSS above the RSS before the call (Linux VmHWM, reset
+               through /proc/self/clear_refs; else a polling thread); CUDA = max allocated
+               above the allocation before the call.
+2. streaming   causal tiny codecs pushed through ``stream_encoder`` / ``stream_decoder`` in
+               chunks of 1, 4, 16 frames: RTF, compute per chunk, max |streamed - offline|,
+               streamed codes == ``tok.encode`` and the algorithmic latency (``tok.latency``).
+3. long files  ``encode_long`` / ``decode_long`` (10 s windows, 1 and 8 windows per batch) of a
+               short and a long synthetic file (default 1 and 10 min): time, RTF, peak RSS, against
+               a whole-file ``encode`` / ``decode`` of the short file (and that peak scaled to the
+               long one), and the peak's growth per extra minute; then ``seam_report`` on a 30 s
+               file (codes that differ from the whole-file encode, decode error near window
+               boundaries vs elsewhere). Peak RSS counts what glibc keeps: with batches of many
+               windows its heap retains freed activations, so RSS grows with the window count
+               (``--mmap-threshold-kb 128`` shows live memory instead, at a large speed cost).
+4. quality     mel / STFT distance, SI-SDR, PESQ-WB, STOI on N synthetic 0.5 s clips (seed 1,
+               unseen by training on seed 0) for n_q = 1..Q: a trained codec (``--checkpoint``),
+               the same architecture untrained (seed 0), and two trivial codecs at the same
+               bitrate: downsample to r Hz + mu-law to b bits with r * b = kbps * 1000
+               (b = 4, and b = 8: mostly a low-pass), upsampled back.
+
+    python eval/bench_audio.py                           # all presets, about 10 min on 2 cores
+    python eval/bench_audio.py --quick                   # tiny presets only, about 1 min
+    python eval/bench_audio.py --checkpoint runs/audio_tiny/final --json bench_audio.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import json
+import math
+import os
+import platform
+import re
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+import mmtok
+from mmtok.audio import seam_report
+from mmtok.data import SyntheticAudio, open_dataset
+
+PRESETS = [
+    "rvq_codec_24k",
+    "rvq_codec_16k_speech",
+    "istft_codec_24k_75hz",
+    "istft_codec_24k_40hz",
+    "rvq_codec_tiny",
+    "rvq_codec_tiny_causal",
+    "istft_codec_tiny",
+    "istft_codec_tiny_causal",
+]
+TINY = [p for p in PRESETS if "tiny" in p]
+STREAMING = ["rvq_codec_tiny_causal", "istft_codec_tiny_causal"]
+LONG = ["rvq_codec_tiny", "istft_codec_tiny"]
+CHUNK_FRAMES = (1, 4, 16)
+MB = 2**20
+
+
+# --- memory --------------------------------------------------------------------------------
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def _read_hwm() -> int | None:
+    """Peak RSS (VmHWM) in bytes, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
+        return int(m.group(1)) * 1024 if m else None
+    except OSError:
+        return None
+
+
+def _reset_hwm() -> bool:
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return _read_hwm() is not None
+    except OSError:
+        return False
+
+
+def set_mmap_threshold(nbytes: int) -> bool:
+    """glibc: serve allocations >= ``nbytes`` by mmap and stop the threshold from rising
+    (its default dynamic threshold keeps freed activations of up to 32 MB in the heap, which
+    shows up as RSS that grows with the number of windows). False when not glibc."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes)))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
+
+
+def _release_memory() -> None:
+    """Collect garbage and hand free heap pages back to the OS, so a delta of RSS is the call's."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
+    """Yields a dict whose ``"mb"`` is, after the block, the peak memory it added: CUDA max
+    allocated, or peak RSS (VmHWM, or a 2 ms polling thread) above the RSS before it."""
+    out: dict[str, float] = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["mb"] = (torch.cuda.max_memory_allocated(device) - base) / MB
+        return
+    _release_memory()
+    base = _rss()
+    if _reset_hwm():
+        yield out
+        out["mb"] = (max(_read_hwm() or 0, _rss()) - base) / MB
+        return
+    peak, stop = [base], threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.002):
+            peak[0] = max(peak[0], _rss())
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        t.join()
+        out["mb"] = (max(peak[0], _rss()) - base) / MB
+
+
+# --- timing --------------------------------------------------------------------------------
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@dataclass
+class Measurement:
+    seconds: float  # median seconds per call
+    rtf: float  # audio seconds per compute second
+    peak_mb: float
+    repeats: int
+
+
+def measure(fn: Callable[[], object], audio_seconds: float, device: torch.device, min_time: float = 1.0,
+            min_repeats: int = 1, max_repeats: int = 20) -> Measurement:
+    """Median time of ``fn`` (already warmed up) over at least ``min_repeats`` calls and until
+    ``min_time`` has passed (at most ``max_repeats``); peak memory over all calls.
+    ``audio_seconds``: audio handled by one call (batch included)."""
+    times: list[float] = []
+    with peak_memory(device) as mem:
+        start = time.perf_counter()
+        while len(times) < min_repeats or (time.perf_counter() - start < min_time and len(times) < max_repeats):
+            t = time.perf_counter()
+            fn()
+            _sync(device)
+            times.append(time.perf_counter() - t)
+    sec = statistics.median(times)
+    return Measurement(sec, audio_seconds / sec, mem["mb"], len(times))
+
+
+def clips(n: int, seconds: float, sample_rate: int, seed: int = 3) -> Tensor:
+    """(n, 1, seconds * rate) synthetic clips (tones, chirps, noise, clicks)."""
+    ds = SyntheticAudio(num_items=n, sample_rate=sample_rate, channels=1,
+                                   segment_length=int(round(seconds * sample_rate)), seed=seed)
+    return torch.stack([ds[i]["x"] for i in range(n)])
+
+
+def long_file(seconds: float, sample_rate: int, item_seconds: float = 10.0, seed: int = 2) -> Tensor:
+    """(1, S) file of ``seconds`` concatenated synthetic items of ``item_seconds``."""
+    n = max(1, math.ceil(seconds / item_seconds))
+    x = clips(n, item_seconds, sample_rate, seed).reshape(1, -1)
+    return x[:, : int(round(seconds * sample_rate))].contiguous()
+
+
+def _param_kbps(tok: Any) -> dict[str, float]:
+    return {"params_m": tok.num_parameters() / 1e6, "kbps": float(tok.kbps()), "sample_rate": tok.sample_rate,
+            "frame_rate": float(tok.frame_rate)}
+
+
+# --- 1. throughput -------------------------------------------------------------------------
+def bench_codec(tok: Any, batch: int, seconds: float, device: torch.device, precision: str = "fp32",
+                min_time: float = 1.0, min_repeats: int = 3, max_repeats: int = 20) -> dict[str, Any]:
+    """Encode / decode RTF and peak memory of ``tok`` on ``batch`` clips of ``seconds``.
+    Warm-up on a short clip of the same batch (cheap for the large models)."""
+    x = clips(batch, seconds, tok.sample_rate).to(device)
+    warm = x[..., : max(tok.hop_length * 8, int(0.1 * tok.sample_rate))]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), autocast:
+        tok.decode(tok.encode(warm))
+        codes = tok.encode(x)
+        _sync(device)
+        enc = measure(lambda: tok.encode(x), batch * seconds, device, min_time, min_repeats, max_repeats)
+        dec = measure(lambda: tok.decode(codes), batch * seconds, device, min_time, min_repeats, max_repeats)
+    return {"device": device.type, "precision": precision, "batch": batch, "seconds": seconds,
+            "encode": asdict(enc), "decode": asdict(dec)}
+
+
+def section_throughput(names: list[str], devices: list[torch.device], batches: tuple[int, ...], seconds: float,
+                       min_time: float, big_min_time: float) -> list[dict[str, Any]]:
+    """Every preset x device x precision x batch. Models over 10M parameters: 1 timed call, a
+    second when the first took under ``big_min_time``; the others: median of >= 3 calls."""
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        tok = mmtok.create_tokenizer(name).eval()
+        big = tok.num_parameters() > 10e6
+        for device in devices:
+            tok.to(device)
+            for precision in ["fp32"] + (["bf16"] if device.type == "cuda" else []):
+                for b in batches:
+                    timing = (big_min_time, 1, 2) if big else (min_time, 3, 20)
+                    r = bench_codec(tok, b, seconds, device, precision, *timing)
+                    rows.append({"model": name, **_param_kbps(tok), **r})
+                    _log(f"  {name} {device.type} {precision} b{b}: enc RTF {r['encode']['rtf']:.1f}, "
+                         f"dec RTF {r['decode']['rtf']:.1f}")
+        del tok
+        _release_memory()
+    return rows
+
+
+def render_throughput(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "device", "prec", "batch", "params (M)", "kbps", "enc RTF", "dec RTF", "enc peak MB",
+            "dec peak MB", "enc ms/call", "dec ms/call", "repeats"]
+    body = [[r["model"], r["device"], r["precision"], r["batch"], f"{r['params_m']:.1f}", f"{r['kbps']:.2f}",
+             f"{r['encode']['rtf']:.1f}", f"{r['decode']['rtf']:.1f}", f"{r['encode']['peak_mb']:.0f}",
+             f"{r['decode']['peak_mb']:.0f}", f"{1000 * r['encode']['seconds']:.0f}",
+             f"{1000 * r['decode']['seconds']:.0f}", f"{r['encode']['repeats']}/{r['decode']['repeats']}"]
+            for r in rows]
+    return table(head, body)
+
+
+# --- 2. streaming --------------------------------------------------------------------------
+def bench_stream(tok: Any, x: Tensor, chunk_frames: int) -> dict[str, Any]:
+    """Stream ``x`` (B, C, S) through the causal codec in chunks of ``chunk_frames`` frames."""
+    hop, s = tok.hop_length, x.shape[-1]
+    step = chunk_frames * hop
+    with torch.inference_mode():
+        ref_codes = tok.encode(x)
+        ref_wav = tok.decode(ref_codes)
+        tok.decode(tok.encode(x[..., :step]))  # warm-up
+        enc, dec = tok.stream_encoder(), tok.stream_decoder()
+        codes, wavs, times = [], [], []
+        for i in range(0, s, step):
+            t = time.perf_counter()
+            c = enc.push(x[..., i : i + step])
+            wavs.append(dec.push(c))
+            times.append(time.perf_counter() - t)
+            codes.append(c)
+        c = enc.flush()
+        codes.append(c)
+        wavs.append(dec.push(c))
+        wavs.append(dec.flush())
+    codes_s, wav_s = torch.cat(codes, 1), torch.cat(wavs, -1)
+    same_len = wav_s.shape == ref_wav.shape
+    median = statistics.median(times)
+    return {
+        "chunk_frames": chunk_frames,
+        "chunk_ms": 1000 * step / tok.sample_rate,
+        "chunks": len(times),
+        "rtf": x.shape[0] * step / tok.sample_rate / median,  # steady state: median push
+        "rtf_wall": x.shape[0] * s / tok.sample_rate / sum(times),
+        "ms_per_chunk": 1000 * median,
+        "ms_per_chunk_max": 1000 * max(times),
+        "max_abs_err": float((wav_s - ref_wav).abs().max()) if same_len else math.inf,
+        "codes_equal": bool(codes_s.shape == ref_codes.shape and torch.equal(codes_s, ref_codes)),
+        "latency_ms": float(tok.latency["ms"]),
+    }
+
+
+def section_streaming(names: list[str], seconds: float) -> list[dict[str, Any]]:
+    rows = []
+    for name in names:
+        torch.manual_seed(0)
+        tok = mmtok.create_tokenizer(name).eval()
+        x = clips(1, seconds, tok.sample_rate, seed=4)
+        for k in CHUNK_FRAMES:
+            rows.append({"model": name, "seconds": seconds, **bench_stream(tok, x, k)})
+            _log(f"  {name} chunk {k}: RTF {rows[-1]['rtf']:.1f}, err {rows[-1]['max_abs_err']:.2e}")
+    return rows
+
+
+def render_streaming(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "chunk (frames)", "chunk (ms)", "RTF enc+dec (median)", "RTF (wall)", "compute ms/chunk",
+            "max ms/chunk", "max |stream - offline|", "codes equal", "algorithmic latency (ms)"]
+    body = [[r["model"], r["chunk_frames"], f"{r['chunk_ms']:.0f}", f"{r['rtf']:.2f}", f"{r['rtf_wall']:.2f}",
+             f"{r['ms_per_chunk']:.1f}", f"{r['ms_per_chunk_max']:.0f}",
+             f"{r['max_abs_err']:.1e}", "yes" if r["codes_equal"] else "NO", f"{r['latency_ms']:.1f}"] for r in rows]
+    return table(head, body)
+
+
+# --- 3. long files -------------------------------------------------------------------------
+def bench_long(tok: Any, wav: Tensor, chunk_seconds: float = 10.0, batch_size: int = 8) -> dict[str, Any]:
+    """``encode_long`` + ``decode_long`` of one (C, S) file: seconds, RTF, peak RSS (MB)."""
+    cpu = torch.device("cpu")
+    secs = wav.shape[-1] / tok.sample_rate
+    with torch.inference_mode():
+        codes: list[Tensor] = []
+        enc = measure(lambda: codes.append(tok.encode_long(wav, chunk_seconds=chunk_seconds, batch_size=batch_size)),
+                      secs, cpu, 0.0, 1)
+        c = codes[-1]
+        del codes
+        dec = measure(lambda: tok.decode_long(c, batch_size=batch_size), secs, cpu, 0.0, 1)
+    return {"seconds": secs, "file_mb": wav.numel() * 4 / MB, "encode": asdict(enc), "decode": asdict(dec)}
+
+
+def bench_whole(tok: Any, wav: Tensor) -> dict[str, Any]:
+    """Whole-file ``encode`` + ``decode`` of one (C, S) file."""
+    cpu = torch.device("cpu")
+    secs = wav.shape[-1] / tok.sample_rate
+    with torch.inference_mode():
+        codes = tok.encode(wav[None])
+        _release_memory()
+        enc = measure(lambda: tok.encode(wav[None]), secs, cpu, 0.0, 1)
+        dec = measure(lambda: tok.decode(codes), secs, cpu, 0.0, 1)
+    return {"seconds": secs, "file_mb": wav.numel() * 4 / MB, "encode": asdict(enc), "decode": asdict(dec)}
+
+
+def section_long(names: list[str], short_s: float, long_s: float, seam_s: float,
+                 batch_sizes: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
+    """Whole-file vs windowed (each of ``batch_sizes`` windows at a time) on a short and a long
+    file, then the seam report (at the largest batch size) on a ``seam_s`` file."""
+    rows, seams = [], []
+    for name in names:
+        torch.manual_seed(0)
+        tok = mmtok.create_tokenizer(name).eval()
+        sr = tok.sample_rate
+        with torch.inference_mode():
+            tok.decode_long(tok.encode_long(long_file(12, sr)))  # warm-up
+        short = long_file(short_s, sr)
+        whole = bench_whole(tok, short)
+        rows.append({"model": name, "mode": "whole", **whole})
+        _log(f"  {name} whole {short_s:.0f} s: enc {whole['encode']['peak_mb']:.0f} MB, dec {whole['decode']['peak_mb']:.0f} MB")
+        for secs in (short_s, long_s):
+            wav = short if secs == short_s else long_file(secs, sr)
+            for b in batch_sizes:
+                r = bench_long(tok, wav, batch_size=b)
+                rows.append({"model": name, "mode": "windowed", "batch_size": b, **r})
+                _log(f"  {name} windowed {secs:.0f} s, batch {b}: enc RTF {r['encode']['rtf']:.1f} "
+                     f"({r['encode']['peak_mb']:.0f} MB), dec RTF {r['decode']['rtf']:.1f} ({r['decode']['peak_mb']:.0f} MB)")
+                _release_memory()
+            del wav
+            _release_memory()
+        with torch.inference_mode():
+            rep = seam_report(tok, long_file(seam_s, sr, seed=5), batch_size=max(batch_sizes))
+        seams.append({"model": name, "seconds": seam_s, **rep})
+        _log(f"  {name} seams: {rep['differing_codes']} codes differ, decode err boundary "
+             f"{rep['decode_max_err_boundary']:.1e} / interior {rep['decode_max_err_interior']:.1e}")
+    return {"rows": rows, "seams": seams, "short_seconds": short_s, "long_seconds": long_s,
+            "batch_sizes": list(batch_sizes)}
+
+
+def render_long(res: dict[str, Any]) -> str:
+    head = ["model", "mode", "file (s)", "file MB", "enc s", "enc RTF", "enc peak MB", "dec s", "dec RTF",
+            "dec peak MB"]
+    body = []
+    scale = res["long_seconds"] / res["short_seconds"]
+    for r in res["rows"]:
+        e, d = r["encode"], r["decode"]
+        body.append([r["model"], "whole file" if r["mode"] == "whole" else f"windowed, batch {r['batch_size']}",
+                     f"{r['seconds']:.0f}", f"{r['file_mb']:.1f}", f"{e['seconds']:.2f}", f"{e['rtf']:.0f}",
+                     f"{e['peak_mb']:.0f}", f"{d['seconds']:.2f}", f"{d['rtf']:.0f}", f"{d['peak_mb']:.0f}"])
+        if r["mode"] == "whole":
+            body.append([r["model"], f"whole file, x{scale:.0f} (estimate)", f"{res['long_seconds']:.0f}",
+                         f"{r['file_mb'] * scale:.1f}", "", "", f"{e['peak_mb'] * scale:.0f}", "", "",
+                         f"{d['peak_mb'] * scale:.0f}"])
+    return table(head, body) + "\n\n" + growth_note(res)
+
+
+def growth_note(res: dict[str, Any]) -> str:
+    """Peak-memory growth per extra minute of audio, windowed vs whole file (bounded = small slope)."""
+    minutes = (res["long_seconds"] - res["short_seconds"]) / 60
+    lines = []
+    for name in dict.fromkeys(r["model"] for r in res["rows"]):
+        whole = next(r for r in res["rows"] if r["model"] == name and r["mode"] == "whole")
+        per_min = 60 / whole["seconds"]
+        growth = []
+        for b in res["batch_sizes"]:
+            short, long_ = [r for r in res["rows"] if r["model"] == name and r.get("batch_size") == b]
+            enc = (long_["encode"]["peak_mb"] - short["encode"]["peak_mb"]) / minutes
+            dec = (long_["decode"]["peak_mb"] - short["decode"]["peak_mb"]) / minutes
+            growth.append(f"windowed batch {b} {enc:.0f} / {dec:.0f}")
+        lines.append(
+            f"- {name}: peak growth (encode / decode) per extra minute of audio, MB: {', '.join(growth)}; "
+            f"whole file {whole['encode']['peak_mb'] * per_min:.0f} / {whole['decode']['peak_mb'] * per_min:.0f}; "
+            f"the file itself {whole['file_mb'] * per_min:.1f}"
+        )
+    return "\n".join(lines)
+
+
+def render_seams(seams: list[dict[str, Any]]) -> str:
+    head = ["model", "file (s)", "windows", "overlap (frames)", "codes differing", "fraction", "frames near cuts",
+            "frames interior", "dec max err @boundary", "dec max err interior", "dec rms err"]
+    body = [[s["model"], f"{s['seconds']:.0f}", s["windows"], s["overlap_frames"], s["differing_codes"],
+             f"{s['differing_fraction']:.2e}", s["differing_frames_near_cuts"], s["differing_frames_interior"],
+             f"{s['decode_max_err_boundary']:.1e}", f"{s['decode_max_err_interior']:.1e}",
+             f"{s['decode_rms_err']:.1e}"] for s in seams]
+    return table(head, body)
+
+
+# --- 4. quality vs trivial baselines ---------------------------------------------------------
+def baseline_rate(kbps: float, bits: int) -> int:
+    """Sample rate r (Hz) of a ``bits``-bit PCM stream at ``kbps``: r * bits = kbps * 1000."""
+    if bits < 1 or kbps <= 0:
+        raise ValueError(f"need bits >= 1 and kbps > 0, got bits={bits}, kbps={kbps}")
+    r = int(round(kbps * 1000 / bits))
+    if r < 1:
+        raise ValueError(f"{kbps} kbps at {bits} bits is below 1 sample/s")
+    return r
+
+
+def mulaw_baseline(x: Tensor, sample_rate: int, kbps: float, bits: int) -> Tensor:
+    """Trivial codec at ``kbps``: resample (B, C, S) to r = kbps * 1000 / bits Hz, mu-law quantize
+    to ``bits`` bits, resample back -> (B, C, S) in [-1, 1]."""
+    import torchaudio.functional as AF
+
+    r = baseline_rate(kbps, bits)
+    low = AF.resample(x, sample_rate, r).clamp(-1, 1) if r < sample_rate else x
+    q = AF.mu_law_decoding(AF.mu_law_encoding(low, 2**bits), 2**bits)
+    y = AF.resample(q, r, sample_rate) if r < sample_rate else q
+    s = x.shape[-1]
+    y = y[..., :s] if y.shape[-1] >= s else torch.nn.functional.pad(y, (0, s - y.shape[-1]))
+    return y.clamp(-1, 1)
+
+
+def quality(est: Tensor, ref: Tensor, sample_rate: int) -> dict[str, float]:
+    """Mean metrics over the batch (PESQ / STOI: over the items they can score, counted)."""
+    from mmtok.metrics.audio import quality as q
+
+    out = {"mel": float(q.mel_distance(est, ref, sample_rate).mean()), "stft": float(q.stft_distance(est, ref).mean()),
+           "si_sdr": float(q.si_sdr(est, ref).mean()),
+           "rms_ratio": float(est.pow(2).mean().sqrt() / ref.pow(2).mean().sqrt().clamp_min(1e-12))}
+    for key, fn in (("pesq", q.pesq_wb), ("stoi", q.stoi)):
+        v = fn(est, ref, sample_rate)
+        ok = torch.isfinite(v)
+        out[key] = float(v[ok].mean()) if ok.any() else math.nan
+        out[f"{key}_n"] = int(ok.sum())
+    return out
+
+
+def _levels(tok: Any) -> list[int | None]:
+    return list(range(1, len(tok.codebook_sizes) + 1)) if tok.is_residual else [None]
+
+
+def reconstruct(tok: Any, x: Tensor, n_q: int | None, batch_size: int = 16) -> Tensor:
+    """Codec round trip of (N, C, S), cropped to S."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size]
+            out.append(tok.decode(tok.encode(xb, n_q=n_q))[..., : xb.shape[-1]])
+    return torch.cat(out)
+
+
+def section_quality(checkpoint: str | None, arch: str, num_clips: int, seconds: float,
+                    bits: tuple[int, ...] = (4, 8)) -> list[dict[str, Any]]:
+    models: list[tuple[str, Any]] = []
+    if checkpoint:
+        trained = mmtok.load_tokenizer(checkpoint, modality="audio").eval()
+        torch.manual_seed(0)
+        untrained = type(trained)(trained.config).eval()
+        models = [("trained", trained), ("untrained (seed 0)", untrained)]
+    else:
+        torch.manual_seed(0)
+        models = [("untrained (seed 0)", mmtok.create_tokenizer(arch).eval())]
+    ref_tok = models[0][1]
+    sr = ref_tok.sample_rate
+    ds = open_dataset(f"synthetic:{num_clips}", modality="audio", sample_rate=sr, channels=ref_tok.channels,
+                                 segment_length=int(round(seconds * sr)), segment="start", seed=1)
+    x = torch.stack([ds[i]["x"] for i in range(len(ds))])
+    rows = [{"method": "silence (reference)", "n_q": None, "kbps": 0.0, **quality(torch.zeros_like(x), x, sr)}]
+    for n_q in _levels(ref_tok):
+        kbps = float(ref_tok.kbps(n_q))
+        for label, tok in models:
+            rows.append({"method": label, "n_q": n_q, "kbps": kbps, **quality(reconstruct(tok, x, n_q), x, sr)})
+        for b in bits:
+            r = baseline_rate(kbps, b)
+            label = f"mu-law {b} bit @ {r} Hz" + (" (low-pass)" if b >= 8 else "")
+            rows.append({"method": label, "n_q": n_q, "kbps": r * b / 1000,
+                         **quality(mulaw_baseline(x, sr, kbps, b), x, sr)})
+        _log(f"  n_q={n_q}: " + ", ".join(f"{r['method']} mel {r['mel']:.2f}" for r in rows if r["n_q"] == n_q))
+    for r in rows:
+        r.update(items=len(x), clip_seconds=seconds, sample_rate=sr)
+    return rows
+
+
+def render_quality(rows: list[dict[str, Any]]) -> str:
+    head = ["n_q", "kbps", "method", "mel dist", "STFT dist", "SI-SDR (dB)", "PESQ-WB", "STOI", "RMS out/in"]
+
+    def scored(r: dict[str, Any], key: str, fmt: str) -> str:
+        return "n/a" if math.isnan(r[key]) else f"{r[key]:{fmt}} ({r[key + '_n']}/{r['items']})"
+
+    body = [["-" if r["n_q"] is None else r["n_q"], f"{r['kbps']:.2f}", r["method"], f"{r['mel']:.3f}", f"{r['stft']:.3f}",
+             f"{r['si_sdr']:.2f}", scored(r, "pesq", ".2f"), scored(r, "stoi", ".3f"), f"{r['rms_ratio']:.3f}"]
+            for r in rows]
+    return table(head, body)
+
+
+# --- output --------------------------------------------------------------------------------
+def table(head: list[str], body: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def set_threads(spec: str) -> str:
+    """Set torch's intra-op threads from ``spec`` (an int or "auto"); returns how it was chosen.
+    "auto": torch's default, reduced to the cores the 1-min load average leaves free (at least 1)."""
+    default = torch.get_num_threads()
+    if spec != "auto":
+        torch.set_num_threads(int(spec))
+        return "--threads"
+    load, cores = load_average(), os.cpu_count() or default
+    if load is None:
+        return "torch default"
+    free = max(1, min(default, cores - int(round(load))))
+    if free < default:
+        torch.set_num_threads(free)
+        return f"auto: {cores - free} of {cores} cores busy with other jobs, torch default {default}; --threads N to force"
+    return "auto: torch default"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny presets only, shorter files, fewer clips (~1 min)")
+    p.add_argument("--models", default=None, help="comma-separated presets for the throughput table (default: all)")
+    p.add_argument("--sections", default="throughput,streaming,long,quality",
+                   help="comma-separated subset of throughput,streaming,long,quality")
+    p.add_argument("--device", default="auto", help="throughput devices: cpu, cuda, or auto (CPU, plus CUDA when present)")
+    p.add_argument("--threads", default="auto",
+                   help="CPU intra-op threads, or 'auto': torch's default, fewer when the 1-min load average says "
+                        "other jobs hold cores (oversubscribed threads make small ops 10x slower)")
+    p.add_argument("--min-time", type=float, default=None, help="seconds of timed calls per tiny-model measurement")
+    p.add_argument("--big-min-time", type=float, default=5.0,
+                   help="presets over 10M parameters: a second timed call only when the first took less")
+    p.add_argument("--stream-seconds", type=float, default=None)
+    p.add_argument("--long-minutes", type=float, default=None, help="long file (default 10; --quick 1)")
+    p.add_argument("--short-minutes", type=float, default=None, help="short file (default 1; --quick 0.25)")
+    p.add_argument("--seam-seconds", type=float, default=None, help="seam report file (default 30; --quick 20)")
+    p.add_argument("--long-batches", default=None,
+                   help="windows per batch in encode_long / decode_long, comma-separated (default 1,8; --quick 1,2)")
+    p.add_argument("--checkpoint", default=None, help="trained audio codec dir (mmtok.load_tokenizer) for quality")
+    p.add_argument("--arch", default="rvq_codec_tiny", help="architecture of the untrained row without --checkpoint")
+    p.add_argument("--num-clips", type=int, default=None, help="quality clips (default 32; --quick 8)")
+    p.add_argument("--clip-seconds", type=float, default=0.5)
+    p.add_argument("--mmap-threshold-kb", type=int, default=0,
+                   help="glibc only: fix malloc's mmap threshold (e.g. 128) so RSS tracks live memory, not the "
+                        "heap glibc keeps; 0 = the allocator's default behaviour")
+    p.add_argument("--json", default=None, help="write the raw numbers here")
+    args = p.parse_args(argv)
+
+    q = args.quick
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    bad = sections - {"throughput", "streaming", "long", "quality"}
+    if bad:
+        p.error(f"unknown section(s) {sorted(bad)}")
+    names = [m.strip() for m in args.models.split(",")] if args.models else (TINY if q else PRESETS)
+    unknown = [n for n in names if n not in mmtok.list_tokenizers()]
+    if unknown:
+        p.error(f"unknown preset(s) {unknown}; see mmtok.list_tokenizers(modality='audio')")
+    if args.device == "auto":
+        devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    else:
+        if args.device == "cuda" and not torch.cuda.is_available():
+            p.error("--device cuda requested but CUDA is not available")
+        devices = [torch.device(args.device)]
+    threads_note = set_threads(args.threads)
+    mmap_kb = args.mmap_threshold_kb if args.mmap_threshold_kb and set_mmap_threshold(1024 * args.mmap_threshold_kb) else 0
+    min_time = args.min_time if args.min_time is not None else (0.3 if q else 1.0)
+    stream_s = args.stream_seconds or (1.0 if q else 2.0)
+    long_s = 60 * (args.long_minutes or (1.0 if q else 10.0))
+    short_s = 60 * (args.short_minutes or (0.25 if q else 1.0))
+    seam_s = args.seam_seconds or (20.0 if q else 30.0)
+    long_batches = tuple(int(b) for b in (args.long_batches or ("1,2" if q else "1,8")).split(","))
+    num_clips = args.num_clips or (8 if q else 32)
+
+    load = load_average()
+    meta = {"load_avg_1min": load, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "threads_choice": threads_note, "mmap_threshold_kb": mmap_kb,
+            "torch": torch.__version__, "python": platform.python_version(), "quick": q,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    print(f"# bench_audio: load avg (1 min) {load if load is None else f'{load:.2f}'} on {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads ({threads_note})"
+          + (f", GPU {meta['cuda']}" if meta["cuda"] else "") + (f", malloc mmap threshold {mmap_kb} KB" if mmap_kb else "")
+          + (", --quick" if q else ""), flush=True)
+    results: dict[str, Any] = {"meta": meta}
+    t_start = time.perf_counter()
+
+    if "throughput" in sections:
+        _log("throughput")
+        rows = section_throughput(names, devices, (1, 8), 1.0, min_time, args.big_min_time)
+        results["throughput"] = rows
+        print("\n## Encode / decode speed (RTF = audio s per compute s; 1 s clips; batch 8 = 8 s of audio per call; "
+              "peak = memory added by the call)\n")
+        print(render_throughput(rows), flush=True)
+    if "streaming" in sections:
+        _log("streaming")
+        rows = section_streaming(STREAMING, stream_s)
+        results["streaming"] = rows
+        print(f"\n## Streaming (CPU, batch 1, {stream_s:.0f} s clip; offline = tok.decode(tok.encode(x)))\n")
+        print(render_streaming(rows), flush=True)
+    if "long" in sections:
+        _log("long files")
+        res = section_long(LONG, short_s, long_s, seam_s, long_batches)
+        results["long"] = res
+        print(f"\n## Long files (CPU; encode_long / decode_long: 10 s windows, batch = windows at a time; peak = RSS added; "
+              f"whole-file x{long_s / short_s:.0f} = the whole-file peak scaled to {long_s:.0f} s)\n")
+        print(render_long(res))
+        print(f"\n## Seams (seam_report, default overlaps, {seam_s:.0f} s file; "
+              "decode error of decode_long vs whole-file decode of the same codes)\n")
+        print(render_seams(res["seams"]), flush=True)
+    if "quality" in sections:
+        _log("quality")
+        rows = section_quality(args.checkpoint, args.arch, num_clips, args.clip_seconds)
+        results["quality"] = rows
+        src = args.checkpoint or f"{args.arch} (no --checkpoint: untrained only)"
+        print(f"\n## Quality vs n_q and trivial codecs at the same bitrate ({src}; {num_clips} synthetic "
+              f"{args.clip_seconds} s clips, seed 1; PESQ / STOI: mean over the items they score)\n")
+        print(render_quality(rows), flush=True)
+
+    meta["wall_seconds"] = time.perf_counter() - t_start
+    meta["load_avg_1min_end"] = load_average()
+    end = meta["load_avg_1min_end"]
+    print(f"\n# total {meta['wall_seconds']:.0f} s; load avg (1 min) at the end {end if end is None else f'{end:.2f}'}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
