@@ -14,7 +14,7 @@ import mmtok
 from mmtok.checkpoint import latest_training_state, list_training_states, read_checkpoint_config
 from mmtok.training.logging import read_metrics
 
-from train_recipe_helpers import CONFIGS, ROOT, is_audio, tiny_model_overrides, tiny_run_overrides
+from train_recipe_helpers import CONFIGS, ROOT, is_audio, is_video, tiny_model_overrides, tiny_run_overrides
 
 
 def _loss_rows(run_dir: Path) -> list[dict]:
@@ -26,25 +26,27 @@ def test_every_config_two_step_smoke(recipe, config: Path, tmp_path: Path) -> No
     raw = yaml.safe_load(config.read_text())
     run = tmp_path / "run"
     name = raw["model"]["name"]
-    audio = is_audio(name)
-    ov = tiny_run_overrides(run, audio=audio) + tiny_model_overrides(name)
+    audio, video = is_audio(name), is_video(name)
+    ov = tiny_run_overrides(run, audio=audio, video=video) + tiny_model_overrides(name)
     if raw.get("loss", {}).get("perceptual_weight", 1.0) > 0:
         ov.append("loss.perceptual=random")  # no pretrained trunk offline
     if raw.get("loss", {}).get("gan_weight", 0.0) > 0:
         ov += ["loss.gan_start_step=1", "discriminator.start_step=0"]
         ov.append("discriminator.options.width=0.03125" if audio else "discriminator.options.base_channels=8")
+        if video:
+            ov.append("discriminator.options.num_layers=2")
     assert recipe["main"]([str(config), *ov, "precision=no"]) == 0
     rows = read_metrics(run)
     assert [r["step"] for r in rows] == [1, 2]
     assert all(torch.isfinite(torch.tensor(r["loss/total"])) for r in rows)
     if raw.get("loss", {}).get("gan_weight", 0.0) > 0:
         assert rows[1]["loss/gan_weight"] > 0 and "disc/d_loss" in rows[1]  # GAN path ran at step 1
-    tok = mmtok.load_tokenizer(run / "final", modality="audio" if audio else "image")
+    tok = mmtok.load_tokenizer(run / "final", modality="audio" if audio else "video" if video else "image")
     assert read_checkpoint_config(run / "final")["variant"] == name
-    x = torch.rand(2, 1, 1600) * 2 - 1 if audio else torch.rand(2, 3, 32, 32) * 2 - 1
-    assert tok.decode(tok.encode(x)).shape == x.shape
+    x = torch.rand(2, 1, 1600) if audio else torch.rand(2, 3, 5, 16, 16) if video else torch.rand(2, 3, 32, 32)
+    assert tok.decode(tok.encode(x * 2 - 1)).shape == x.shape
     assert (run / "config.yaml").is_file()
-    assert list((run / "samples").rglob("*.wav" if audio else "*.png"))
+    assert list((run / "samples").rglob("*.wav" if audio else "*.mp4" if video else "*.png"))
     assert [p.name for p in list_training_states(run / "checkpoints")] == ["step_00000001", "step_00000002"]
 
 

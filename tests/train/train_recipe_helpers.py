@@ -19,6 +19,12 @@ TINY_MODEL = {
         "model.overrides.sample_rate=16000", "model.overrides.segment_length=1600", "model.overrides.strides=[2,4]",
         "model.overrides.latent_dim=8",
     ],
+    ("causal3d_",): [
+        "model.overrides.image_size=16", "model.overrides.num_frames=5", "model.overrides.base_channels=4",
+        "model.overrides.channel_mult=[1,2]", "model.overrides.num_res_blocks=1", "model.overrides.z_channels=4",
+        "model.overrides.spatial_factor=2", "model.overrides.temporal_factor=2", "model.overrides.mid_attention=false",
+        "model.overrides.quantizer={type: fsq, levels: [5, 5, 5, 5]}",
+    ],
     ("vqgan_",): [
         "model.overrides.image_size=32", "model.overrides.base_channels=8", "model.overrides.channel_mult=[1,2]",
         "model.overrides.num_res_blocks=1", "model.overrides.z_channels=8", "model.overrides.mid_attention=false",
@@ -48,8 +54,17 @@ def is_audio(model_name: str) -> bool:
     return model_name.startswith(("rvq_codec_", "istft_codec_"))
 
 
-def tiny_run_overrides(run_dir: Path, steps: int = 2, audio: bool = False) -> list[str]:
-    data = ["data.preprocessing={segment: random}"] if audio else ["data.preprocessing.resolution=32"]
+def is_video(model_name: str) -> bool:
+    return model_name.startswith("causal3d_")
+
+
+def tiny_run_overrides(run_dir: Path, steps: int = 2, audio: bool = False, video: bool = False) -> list[str]:
+    if audio:
+        data = ["data.preprocessing={segment: random}"]
+    elif video:
+        data = ["data.preprocessing={clip: random}", "data.joint.train=synthetic:16", "data.joint.preprocessing={}"]
+    else:
+        data = ["data.preprocessing.resolution=32"]
     return [
         f"run_dir={run_dir}", "device=cpu", "compile=false", "data.train=synthetic:32", *data,
         "data.num_workers=0", "optim.batch_size=2", f"schedule.total_steps={steps}", "schedule.warmup_steps=1",
