@@ -29,7 +29,8 @@ cd "$run"   # no source tree on the path: only the installed package
 test -s eval/report.json
 "$venv/bin/mmtok" encode demo/final synthetic:24 tokens --batch-size 8 --shard-size 16 --workers 0
 "$venv/bin/mmtok" inspect tokens
-"$venv/bin/mmtok" train --list > recipes.txt && grep image/titok_t32_fsq_synthetic recipes.txt && grep audio/rvq_codec_tiny_synthetic recipes.txt
+"$venv/bin/mmtok" train --list > recipes.txt && grep image/titok_t32_fsq_synthetic recipes.txt && grep audio/rvq_codec_tiny_synthetic recipes.txt \
+  && grep video/causal3d_tiny_synthetic recipes.txt
 # the audio path: a built-in audio recipe, eval with the audio suite, WAV decode
 "$venv/bin/mmtok" train audio/rvq_codec_tiny_synthetic run_dir=audio schedule.total_steps=4 checkpoint.every=4 \
   logging.every=2 logging.image_every=4 logging.progress=false cpu_threads=1
@@ -38,4 +39,12 @@ test -s audio_eval/report.json
 "$venv/bin/mmtok" encode audio/final synthetic:4 audio_tokens --batch-size 4 --workers 0
 "$venv/bin/mmtok" decode audio_tokens audio_wavs --checkpoint audio/final --no-progress
 ls audio_wavs/*.wav > /dev/null
-echo "[wheel] ok: demo, eval, encode, decode and inspect ran from the installed wheel (image and audio)"
+# the video path: joint image + video recipe, eval with the video suite, MP4 decode
+"$venv/bin/mmtok" train video/causal3d_tiny_synthetic run_dir=video schedule.total_steps=4 checkpoint.every=4 \
+  logging.every=2 logging.image_every=4 logging.progress=false cpu_threads=1
+"$venv/bin/mmtok" eval video/final --data synthetic:4 --batch-size 4 --no-fvd --lpips-weights none --no-progress --out video_eval
+test -s video_eval/report.json
+"$venv/bin/mmtok" encode video/final synthetic:4 video_tokens --batch-size 4 --workers 0
+"$venv/bin/mmtok" decode video_tokens video_mp4 --checkpoint video/final --no-progress
+ls video_mp4/*.mp4 > /dev/null
+echo "[wheel] ok: demo, eval, encode, decode and inspect ran from the installed wheel (image, audio and video)"

@@ -33,15 +33,27 @@ def _encode_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("checkpoint", help="tokenizer checkpoint directory (save_pretrained output)")
     p.add_argument("input", help="dataset of the tokenizer's modality (image: folder, tar shards (glob or {a..b}), "
-                   "or synthetic:N; audio: folder of wav/flac/ogg, or synthetic:N)")
+                   "or synthetic:N; audio: folder of wav/flac/ogg, or synthetic:N; video: folder of "
+                   "mp4/webm/mkv/avi/mov, or synthetic:N)")
     p.add_argument("output_dir", help="folder for shard-NNNNNN.parquet, manifest.json, errors.jsonl")
     # Modality options (see mmtok.shards.encode.OPTION_GROUPS); unset = the modality's default.
-    img = p.add_argument_group("image options")
+    img = p.add_argument_group("image and video options")
     img.add_argument("--resolution", type=int, default=None, help="input size (default: the tokenizer's preprocessing)")
-    img.add_argument("--crop", choices=["center", "random"], default=None, help="square crop of each image (center)")
+    img.add_argument("--crop", choices=["center", "random"], default=None,
+                     help="square crop of each image / clip (center)")
     img.add_argument("--flip", action="store_true", default=None, help="also store a horizontally flipped copy of every item")
+    img = p.add_argument_group("image options")
     img.add_argument("--crops", type=int, default=None, help="multi-crop copies (1-5: center, then corners; 1)")
     img.add_argument("--crop-scale", type=float, default=None, help="resize factor before multi-crop (1.125)")
+    vid = p.add_argument_group("video options")
+    vid.add_argument("--num-frames", type=int, default=None,
+                     help="frames per clip (default: the tokenizer's preprocessing; causal: 1 + n * temporal factor)")
+    vid.add_argument("--fps", type=float, default=None,
+                     help="resample every video's timeline to this frame rate (default: each file's own rate)")
+    vid.add_argument("--frame-stride", type=int, default=None, help="take every n-th frame of the timeline (1)")
+    vid.add_argument("--clip", choices=["chunks", "start", "random"], default=None,
+                     help="items of a video: chunks (default: every video in consecutive clips keyed "
+                     "<file>@<start_frame>), start (the first clip only), random (one seeded random clip)")
     aud = p.add_argument_group("audio options")
     aud.add_argument("--segment", choices=["chunks", "start", "random"], default=None,
                      help="items of a file: chunks (default: every file in consecutive segments keyed <file>@<offset>), "
@@ -97,7 +109,8 @@ def encode_main(argv: list[str] | None = None) -> int:
 @_user_errors("mmtok decode")
 def decode_main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="mmtok decode", description="Decode token shards back to media files "
-                                "(the writer of the shards' modality: PNG for images, WAV for audio).")
+                                "(the writer of the shards' modality: PNG for images, WAV for audio, MP4 for video "
+                                "at each clip's recorded frame rate).")
     p.add_argument("shards", help="shard folder, shard file or glob")
     p.add_argument("out", help="output folder for <key>[__<aug>].<ext>")
     p.add_argument("--join", action="store_true", help="audio: write one WAV per source file, its chunks "

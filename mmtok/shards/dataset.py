@@ -12,6 +12,11 @@ then elements (samples, packed chunks, or batches) are made from that stream in 
 DataLoader workers take elements round-robin, so the element order does not depend on the
 number of workers and a resumed run yields exactly the batches it would have yielded.
 
+Codes are flattened in storage order, row-major over each item's ``shape``: 2D image
+``(h, w)`` codes in raster order, video ``(t, h, w)`` codes t-major (every position of latent
+frame 0 in raster order, then frame 1, ...), so a prefix of a video sequence is its first
+latent frames; ``to_codes(ids).reshape(meta.token_shape)`` gives back the grid.
+
 Residual codes (``Q = meta.num_codebooks > 1`` levels, rows of shape ``(..., Q)``, e.g. audio
 ``(T, Q)``) are flattened level-interleaved, as stored: ``t0q0, t0q1, ..., t0q(Q-1), t1q0, ...``.
 With ``level_offsets=True`` (the default) level ``q`` ids are shifted by ``sum(K[:q])`` so the

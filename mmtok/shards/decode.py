@@ -2,9 +2,11 @@
 
 Codes are read as stored (uint16 / int32) and widened with ``mmtok.tokenizer.as_codes``;
 the tokenizer that made the shards decodes them, and the sample writer registered for the
-shards' modality (:mod:`mmtok.shards.writers`: PNG for images, WAV for audio) writes the files.
-Rows of segmented inputs carry their valid length (the optional ``length`` column): writers
-trim the zero-padded tail, and audio chunks can be joined back into one file per source.
+shards' modality (:mod:`mmtok.shards.writers`: PNG for images, WAV for audio, MP4 for video)
+writes the files. Rows of segmented inputs carry their valid length (the optional ``length``
+column): writers trim the zero-padded tail, and audio chunks can be joined back into one file
+per source. Rows of video clips carry their frame rate (the optional ``fps`` column), the
+rate their MP4 is written at.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def _runs(shapes: list[list[int]], batch_size: int) -> Iterator[tuple[int, int]]
 
 def iter_shard_items(source: SourceLike, batch_size: int = 64) -> Iterator[dict[str, Any]]:
     """Batches of stored items in storage order: ``{"codes": (B, *codes_shape) int64, "key", "aug", "label", "path",
-    "length"}`` (``length``: valid input samples per item, None where the shards do not record it).
+    "length", "fps"}`` (``length``: valid input samples per item; ``fps``: frame rate of each clip; None where the
+    shards do not record them).
 
     Items of one batch share a codes shape (a batch is cut where the shape changes).
     """
@@ -50,7 +53,8 @@ def iter_shard_items(source: SourceLike, batch_size: int = 64) -> Iterator[dict[
         values = codes.values.to_numpy(zero_copy_only=False)  # the stored dtype (uint16 / int32)
         shapes = t.column("shape").to_pylist()
         cols = {k: t.column(k).to_pylist() for k in ("key", "aug", "label", "path")}
-        cols["length"] = t.column("length").to_pylist() if "length" in t.schema.names else [None] * t.num_rows
+        for k in ("length", "fps"):  # optional columns
+            cols[k] = t.column(k).to_pylist() if k in t.schema.names else [None] * t.num_rows
         for start, end in _runs(shapes, batch_size):
             flat = torch.from_numpy(values[offsets[start]: offsets[end]].copy())
             yield {"codes": as_codes(flat).reshape(end - start, *shapes[start]),
@@ -84,7 +88,8 @@ def decode_shards(
     """Decode shards batch by batch: yields ``{"recon": (B, ...) float in [-1, 1] on the CPU, "codes", "key", "aug", ...}``.
 
     ``recon`` has the modality's layout (image (B, 3, H, W); audio (B, C, S), untrimmed: ``length``
-    says how many samples of each item are real). The tokenizer is the one
+    says how many samples of each item are real; video (B, 3, T, H, W), ``fps`` the rate of each
+    clip). The tokenizer is the one
     recorded in the shards (or ``checkpoint``), and must have the same weights (checkpoint
     hash), else :class:`~mmtok.shards.ShardMismatchError`.
     """

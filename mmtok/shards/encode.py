@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -41,7 +42,13 @@ from mmtok.shards.identity import checkpoint_identity, expected_metadata
 # ``mmtok.data.views_for``, "dataset" to ``mmtok.data.open_dataset``. Options of other
 # modalities can always be given as those three dicts.
 OPTION_GROUPS = {"resolution": "preprocessing", "crop": "dataset", "flip": "views", "crops": "views",
-                 "crop_scale": "views", "segment": "dataset"}
+                 "crop_scale": "views", "segment": "dataset", "num_frames": "preprocessing", "fps": "dataset",
+                 "frame_stride": "dataset", "clip": "dataset"}
+
+# Clip datasets (opened with ``num_frames``) always record their timeline, defaults included, read
+# from the dataset's ``describe()``: a rerun with another stride or rate is refused, and the
+# rate is known to ``mmtok decode`` / ``mmtok inspect``.
+TIMELINE_FIELDS = ("frame_stride", "fps")
 
 
 class NoReadableItemsError(ValueError):
@@ -149,7 +156,13 @@ def open_job(
         dataset_options: more ``open_dataset`` options (image: ``crop`` "center" / "random").
         **named: options by name (image: ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale``;
             audio: ``segment`` ("chunks", the default: every file in consecutive items; "start");
+            video: ``resolution``, ``num_frames``, ``crop``, ``flip``, ``fps`` (resample every file's
+            timeline to this rate), ``frame_stride``, ``clip`` ("chunks", the default: every file in
+            consecutive clips keyed ``<file>@<start_frame>``; "start"; "random");
             see ``OPTION_GROUPS``), None meaning the default.
+
+    Video encodes record each clip's frame rate in the ``fps`` column and the timeline
+    (``frame_stride``, ``fps``) in ``preprocessing`` (see :mod:`mmtok.shards.format`).
     """
     import mmtok
     from mmtok.data import collate, open_dataset, views_for
@@ -160,9 +173,15 @@ def open_job(
     ident = checkpoint_identity(checkpoint)
     tok = mmtok.load_tokenizer(checkpoint, device=pick_device(device))
     prep = {**tok.preprocessing(), **opts["preprocessing"]}
-    views = views_for(tok.modality, **prep, **opts["views"])
-    load = {**views.load_preprocessing, **opts["dataset"]}
-    dataset = open_dataset(str(input), modality=tok.modality, **load, seed=seed)
+    try:
+        views = views_for(tok.modality, **prep, **opts["views"])
+        load = {**views.load_preprocessing, **opts["dataset"]}
+        dataset = open_dataset(str(input), modality=tok.modality, **load, seed=seed)
+    except TypeError as e:  # an option of another modality (e.g. --segment for an image tokenizer)
+        m = re.search(r"unexpected keyword argument '(\w+)'", str(e))
+        if m is None:
+            raise
+        raise ValueError(f"option {m.group(1)!r} does not apply to {tok.modality} data ({e})") from None
     probe = None
     if precision == "auto" and tok.device.type == "cuda":
         # The first batch of the dataset (the same on every rank and every rerun) decides whether bf16 is safe.
@@ -171,11 +190,16 @@ def open_job(
     # Recorded: the tokenizer's preprocessing, what the views add to it (audio: segment="chunks"), dataset options.
     added = {k: v for k, v in views.load_preprocessing.items() if k not in prep}
     recorded = {**prep, **added, **opts["dataset"], "seed": seed}
+    clips = "num_frames" in load  # clips of a video timeline: record the timeline and each clip's rate
+    if clips and callable(getattr(dataset, "describe", None)):
+        facts = dataset.describe()
+        recorded.update({k: facts[k] for k in TIMELINE_FIELDS if k in facts})
     encoder = ShardEncoder(
         tok, views, output_dir, identity=ident, preprocessing=recorded,
         source=str(Path(input).resolve()) if Path(input).exists() else str(input), shard_size=shard_size,
         precision=precision, probe=probe, compression=compression,
         store_length="segment_length" in load,  # fixed-length segments of longer signals (audio): keep valid lengths
+        store_fps=clips,
     )
     return EncodeJob(encoder, dataset, batch_size, shard_size, num_workers)
 
@@ -196,9 +220,11 @@ def encode_dataset(
     ``progress``: a progress bar on rank 0. ``options`` are those of :func:`open_job`
     (batch_size, shard_size, num_workers, device, precision, compression, seed, and the
     modality options: ``preprocessing`` / ``view_options`` / ``dataset_options`` dicts or
-    the named image options ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale`` and the
-    audio option ``segment``). Audio files are cut into consecutive chunks by default (keys
-    ``<file>@<offset>``; each row's valid sample count in the ``length`` column).
+    the named image options ``resolution``, ``crop``, ``flip``, ``crops``, ``crop_scale``, the
+    audio option ``segment`` and the video options ``num_frames``, ``fps``, ``frame_stride``,
+    ``clip``). Audio files are cut into consecutive chunks by default (keys ``<file>@<offset>``;
+    each row's valid sample count in the ``length`` column); so are videos (keys
+    ``<file>@<start_frame>``; each clip's frame rate in the ``fps`` column).
 
     Returns:
         :class:`EncodeResult` for this rank (plus the manifest if this rank finished last).
@@ -257,5 +283,6 @@ def read_errors(output_dir: str | Path) -> list[dict[str, Any]]:
 
 __all__: Sequence[str] = (
     "EncodeResult", "EncodeJob", "ShardEncoder", "NoReadableItemsError", "OPTION_GROUPS", "encode_dataset", "open_job",
-    "split_options", "checkpoint_identity", "expected_metadata", "finished_shards", "read_errors", "IDENTITY_FIELDS",
+    "split_options", "TIMELINE_FIELDS", "checkpoint_identity", "expected_metadata", "finished_shards", "read_errors",
+    "IDENTITY_FIELDS",
 )

@@ -95,6 +95,12 @@ def _valid_length(meta: Mapping[str, Any]) -> int | None:
     return None if v is None else int(v)
 
 
+def _frame_rate(meta: Mapping[str, Any]) -> float | None:
+    """``meta["fps"]`` (the frame rate of a clip's frames) as a float (None when the item does not say)."""
+    v = meta.get("fps")
+    return None if v is None else float(v)
+
+
 def _repeat(values: Iterable[Any], k: int) -> list[Any]:
     """Each value ``k`` times in a row (one per stored copy of an item)."""
     return [v for v in values for _ in range(k)]
@@ -110,6 +116,7 @@ class _ShardBuffer:
     captions: list[str | None] = field(default_factory=list)
     paths: list[str] = field(default_factory=list)
     lengths: list[int | None] = field(default_factory=list)  # valid input samples (segmented data)
+    fps: list[float | None] = field(default_factory=list)  # frame rate of each clip (video)
     errors: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -151,6 +158,8 @@ class ShardEncoder:
         compression: Parquet codec.
         store_length: write each item's ``meta["length"]`` (valid samples of a zero-padded
             fixed-length segment, e.g. the last audio chunk of a file) in the ``length`` column.
+        store_fps: write each item's ``meta["fps"]`` (the frame rate of a clip's frames) in the
+            ``fps`` column.
     """
 
     def __init__(
@@ -167,10 +176,12 @@ class ShardEncoder:
         probe: Tensor | None = None,
         compression: str = "zstd",
         store_length: bool = False,
+        store_fps: bool = False,
     ) -> None:
         import mmtok
 
         self.tok, self.views, self.compression, self.store_length = tok, views, compression, bool(store_length)
+        self.store_fps = bool(store_fps)
         self.runner = CodeRunner(tok, precision)
         self.out = Path(output_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -268,6 +279,8 @@ class ShardEncoder:
         buf.paths.extend(_repeat(batch["path"], copies))
         if self.store_length:
             buf.lengths.extend(_repeat((_valid_length(m) for m in batch["meta"]), copies))
+        if self.store_fps:
+            buf.fps.extend(_repeat((_frame_rate(m) for m in batch["meta"]), copies))
 
     def _finish(self, buf: _ShardBuffer, writer: _BackgroundWriter, result: EncodeResult) -> None:
         result.errors.extend(buf.errors)
@@ -283,5 +296,6 @@ class ShardEncoder:
         codes = torch.cat(buf.codes).numpy() if buf.codes else np.zeros((0, *self.codes_shape), np.int64)
         table = build_table(self.meta, buf.keys, list(codes), augs=buf.augs, labels=buf.labels, captions=buf.captions,
                             paths=buf.paths, lengths=buf.lengths if self.store_length else None,
+                            fps=buf.fps if self.store_fps else None,
                             extra_meta={"shard_index": buf.index, "errors": buf.errors})
         write_shard(self.out / shard_name(buf.index), table, compression=self.compression)

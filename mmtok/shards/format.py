@@ -15,10 +15,22 @@ One shard is one Parquet file ``shard-000123.parquet`` holding, per item:
                             fixed-length segment of a longer signal (audio chunks: the last
                             chunk of a file is zero-padded, decode trims to this length);
                             written only by encodes of segmented data, absent otherwise
+    fps      float64 (null) optional: frame rate of the item's frames (video clips: the
+                            timeline rate over the frame stride, i.e. the rate to play
+                            the clip at; per row because files of a folder may differ);
+                            written only by encodes of clips, absent otherwise
 
-Items cut from a longer source (audio ``segment="chunks"``) are keyed ``<source>@<offset>``,
-``offset`` being the segment's first sample (at the model's rate): :func:`split_chunk_key`
-recovers both, so the chunks of one file can be put back in order (``mmtok decode --join``).
+Items cut from a longer source are keyed ``<source>@<offset>``: audio ``segment="chunks"``
+(``offset``: the segment's first sample at the model's rate) and video ``clip="chunks"``
+(``offset``: the clip's first frame on the file's timeline). :func:`split_chunk_key`
+recovers both, so the chunks of one file can be put back in order (audio: ``mmtok decode --join``).
+
+Video shards: each row's ``shape`` is the latent grid ``(t, h, w)`` (codes in raster order,
+t-major). The frame count and rate are recorded twice: per shard in ``preprocessing``
+(``num_frames`` frames per clip, ``frame_stride``, ``fps``: the rate the timeline was
+resampled to, None for each file's own rate, and ``clip``), and per row in ``fps`` (the
+clip's own rate, what ``mmtok decode`` writes the MP4 at). ``modality_info`` holds the
+tokenizer's ``temporal_factor``, ``spatial_factor``, ``compression`` and ``causal``.
 
 The footer's key-value metadata ``mmtok`` holds a JSON document (:class:`ShardMetadata`
 fields plus the shard's index, item count and skipped inputs). A folder of shards has a ``manifest.json``
@@ -82,10 +94,13 @@ class ShardMetadata:
                      ``[16, 16]``, ``[T, Q]`` (each row's own shape is in ``shape``)
     codes_dtype:     "uint16" or "int32"
     preprocessing:   what the data went through: the tokenizer's ``preprocessing()`` (image:
-                     resolution), dataset options (image: crop), the augmentation copies
-                     (``augmentations`` in row order, ``crop_scale``) and the seed
+                     resolution; video: resolution, num_frames), dataset options (image: crop;
+                     audio: segment; video: clip, and always the timeline's frame_stride and
+                     fps), the augmentation copies (``augmentations`` in row order,
+                     ``crop_scale``) and the seed
     modality_info:   the tokenizer's ``describe()`` (modality facts: bits per item,
-                     nesting, resolution / sample rate, ...); informative, not compared
+                     nesting, resolution / sample rate, video compression factors, ...);
+                     informative, not compared
     """
 
     tokenizer: str
@@ -148,8 +163,9 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.parquet"
 
 
-def schema_for(codes_dtype: str, with_length: bool = False) -> pa.Schema:
-    """The shard schema; ``with_length`` adds the optional ``length`` column (segmented inputs)."""
+def schema_for(codes_dtype: str, with_length: bool = False, with_fps: bool = False) -> pa.Schema:
+    """The shard schema; ``with_length`` / ``with_fps`` add the optional ``length`` (segmented inputs) and
+    ``fps`` (clips) columns."""
     code_type = {"uint16": pa.uint16(), "int32": pa.int32()}[codes_dtype]
     fields = [
         ("key", pa.string()),
@@ -160,7 +176,9 @@ def schema_for(codes_dtype: str, with_length: bool = False) -> pa.Schema:
         ("caption", pa.string()),
         ("path", pa.string()),
     ]
-    return pa.schema(fields + ([("length", pa.int32())] if with_length else []))
+    fields += [("length", pa.int32())] if with_length else []
+    fields += [("fps", pa.float64())] if with_fps else []
+    return pa.schema(fields)
 
 
 _CHUNK_KEY_RE = re.compile(r"^(.*)@(\d+)$")
@@ -202,15 +220,17 @@ def build_table(
     captions: Sequence[str | None] | None = None,
     paths: Sequence[str] | None = None,
     lengths: Sequence[int | None] | None = None,
+    fps: Sequence[float | None] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
 ) -> pa.Table:
     """Assemble one shard's Arrow table (rows in the given order) with metadata in the schema.
 
-    ``lengths`` (valid input samples per row) adds the optional ``length`` column.
+    ``lengths`` (valid input samples per row) adds the optional ``length`` column, ``fps``
+    (frame rate of each row's clip) the optional ``fps`` column.
     """
     n = len(keys)
     for name, col in (("codes", codes), ("augs", augs), ("labels", labels), ("captions", captions), ("paths", paths),
-                      ("lengths", lengths)):
+                      ("lengths", lengths), ("fps", fps)):
         if col is not None and len(col) != n:
             raise ValueError(f"{name} has {len(col)} entries for {n} keys")
     codes_arr, shapes = _flat_codes(codes, meta.codes_dtype, meta.codebook_sizes)
@@ -225,8 +245,11 @@ def build_table(
     ]
     if lengths is not None:
         cols.append(pa.array([None if v is None else int(v) for v in lengths], type=pa.int32()))
+    if fps is not None:
+        cols.append(pa.array([None if v is None else float(v) for v in fps], type=pa.float64()))
     doc = meta.to_dict() | dict(extra_meta or {}) | {"num_items": n}
-    schema = schema_for(meta.codes_dtype, with_length=lengths is not None).with_metadata({META_KEY: json.dumps(doc, sort_keys=True).encode()})
+    schema = schema_for(meta.codes_dtype, with_length=lengths is not None, with_fps=fps is not None)
+    schema = schema.with_metadata({META_KEY: json.dumps(doc, sort_keys=True).encode()})
     return pa.Table.from_arrays(cols, schema=schema)
 
 

@@ -1,5 +1,6 @@
 """Shard statistics (``mmtok inspect``): item / token counts, token usage (per level for residual codes)
-and the modality facts recorded in the metadata (audio: sample rate, frame rate, levels, kbps)."""
+and the modality facts recorded in the metadata (audio: sample rate, frame rate, levels, kbps; video:
+compression, latent grid, frames per clip, frame rates)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,12 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
     counts = np.zeros(V, np.int64)
     level_counts = np.zeros((Q, V), np.int64)  # residual codes: usage of each level's codebook
     per_shard, items, lengths, augs, padded, any_length = [], 0, set(), {}, 0, False
+    rates: dict[float, int] = {}  # clip frame rate -> rows (video shards with an ``fps`` column)
+    any_fps = False
     for f in files:
-        has_length = "length" in pq.read_schema(str(f)).names
-        t = read_shard(f, ["codes", "aug"] + (["length"] if has_length else []))
+        names = pq.read_schema(str(f)).names
+        has_length, has_fps = "length" in names, "fps" in names
+        t = read_shard(f, ["codes", "aug"] + (["length"] if has_length else []) + (["fps"] if has_fps else []))
         codes = t.column("codes").combine_chunks()
         vals = codes.values.to_numpy(zero_copy_only=False)
         counts += np.bincount(vals, minlength=V)[:V]
@@ -36,6 +40,10 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
             any_length = True
             seg = meta.preprocessing.get("segment_length")
             padded += sum(1 for n in t.column("length").to_pylist() if n is not None and seg and n < seg)
+        if has_fps:
+            any_fps = True
+            for r in t.column("fps").drop_null().to_pylist():
+                rates[round(r, 6)] = rates.get(round(r, 6), 0) + 1
         lengths.update(np.unique(np.diff(codes.offsets.to_numpy())).tolist())
         for a in t.column("aug").to_pylist():
             augs[a] = augs.get(a, 0) + 1
@@ -51,6 +59,8 @@ def shard_stats(source: str | Path, top: int = 10) -> dict[str, Any]:
         extra["level_usage"] = [float((level_counts[q, : sizes[q]] > 0).mean()) for q in range(Q)]
     if any_length:
         extra["num_padded"] = padded  # items whose input segment was zero-padded (the last chunk of a file)
+    if any_fps:
+        extra["fps"] = {f"{r:g}": n for r, n in sorted(rates.items())}  # items per clip frame rate
     return {
         "metadata": meta.to_dict(),
         "num_shards": len(files),
@@ -88,11 +98,34 @@ def _modality_lines(m: Mapping[str, Any], stats: Mapping[str, Any]) -> list[str]
         if seg:
             facts.append(f"items of {seg} samples ({seg / info['sample_rate']:g} s, {m['preprocessing'].get('segment', '?')})")
         lines.append("audio           " + ", ".join(facts))
+    if "compression" in info:
+        lines.append("video           " + ", ".join(_video_facts(m, info, stats)))
     if "level_usage" in stats:
         lines.append("level usage     " + "  ".join(f"q{q} {100 * u:.1f}%" for q, u in enumerate(stats["level_usage"])))
     if "num_padded" in stats:
         lines.append(f"padded items    {stats['num_padded']} (zero-padded ends; valid lengths in the 'length' column)")
     return lines
+
+
+def _video_facts(m: Mapping[str, Any], info: Mapping[str, Any], stats: Mapping[str, Any]) -> list[str]:
+    """Compression, latent grid, frames per clip and frame rates of video shards."""
+    prep = m.get("preprocessing") or {}
+    ct, ch, cw = info["compression"]
+    facts = [f"compression {ct}x{ch}x{cw} (t x h x w)" + (", causal" if info.get("causal") else ""),
+             "latent grid " + "x".join(str(v) for v in m["token_shape"]) + " (t x h x w)"]
+    frames, res = prep.get("num_frames", info.get("num_frames")), prep.get("resolution", info.get("resolution"))
+    if frames:
+        facts.append(f"{frames} frames" + (f" of {res}x{res} px" if isinstance(res, int) else "") + " per clip")
+    if (prep.get("frame_stride") or 1) > 1:
+        facts.append(f"frame stride {prep['frame_stride']}")
+    if prep.get("fps"):
+        facts.append(f"timeline {float(prep['fps']):g} fps")  # the dataset's rate (resampled with --fps)
+    rates = stats.get("fps") or {}
+    if rates:
+        facts.append("clips at " + ", ".join(f"{r} fps" + (f" ({n})" if len(rates) > 1 else "") for r, n in rates.items()))
+    if prep.get("clip"):
+        facts.append(f"clips: {prep['clip']}")
+    return facts
 
 
 def format_stats(stats: Mapping[str, Any], bins: int = 16, width: int = 40) -> str:

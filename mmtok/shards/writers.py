@@ -8,6 +8,8 @@ batches (``{"recon": (B, ...) in [-1, 1], "key": [...], "aug": [...], "length": 
 ``<key>[__<aug>]<extension>``, each item trimmed to its valid ``length`` when the shards
 record one; :meth:`SampleWriter.close` writes what is still held. Writers with ``joins =
 True`` (WAV) can instead put the chunks ``<source>@<offset>`` of each source back together.
+Decoded batches may carry per-item facts a writer needs (``"fps"``: the frame rate of each
+video clip).
 """
 
 from __future__ import annotations
@@ -145,5 +147,50 @@ class WAVWriter(SampleWriter):
         return [path]
 
 
+DEFAULT_FPS = 8.0  # video shards that record no frame rate (rows nor timeline): mmtok's synthetic clip rate
+
+
+def shard_fps(meta: ShardMetadata) -> float:
+    """Clip frame rate from the shards' timeline (``preprocessing`` fps / frame_stride), else ``DEFAULT_FPS``."""
+    prep = meta.preprocessing or {}
+    fps, stride = prep.get("fps"), prep.get("frame_stride") or 1
+    if isinstance(fps, (int, float)) and not isinstance(fps, bool) and fps > 0:
+        return float(fps) / int(stride)
+    return DEFAULT_FPS
+
+
+class MP4Writer(SampleWriter):
+    """Video clips (3, T, H, W) -> H.264 MP4 (``mmtok.data.video.save_video``: yuv420p, quality ``crf``).
+
+    Frame rate of each clip, first found of: the row's ``fps`` column (the clip's own rate, as
+    encoded), the shards' timeline (``preprocessing["fps"] / preprocessing["frame_stride"]``),
+    else :data:`DEFAULT_FPS` (8 fps, the rate of mmtok's synthetic clips: shards made without
+    a recorded rate, e.g. by hand). yuv420p halves the chroma resolution (what every player
+    expects); odd frame sizes are padded by one edge row / column (see ``save_video``).
+    """
+
+    extension = ".mp4"
+    crf: ClassVar[int] = 18
+
+    def __init__(self, out_dir: str | Path, meta: ShardMetadata, join: bool = False) -> None:
+        super().__init__(out_dir, meta, join)
+        self.fps = shard_fps(meta)
+
+    def write(self, path: Path, x: Tensor, fps: float | None = None) -> None:
+        from mmtok.data.video import save_video
+
+        save_video(path, x, float(fps or self.fps), crf=self.crf)
+
+    def write_batch(self, batch: Mapping[str, Any]) -> list[Path]:
+        paths = []
+        rates = batch.get("fps") or [None] * len(batch["key"])
+        for x, key, aug, fps in zip(batch["recon"], batch["key"], batch["aug"], rates):
+            path = self.out / f"{sample_name(key, aug)}{self.extension}"
+            self.write(path, x, fps)
+            paths.append(path)
+        return paths
+
+
 register_sample_writer("image", PNGWriter)
 register_sample_writer("audio", WAVWriter)
+register_sample_writer("video", MP4Writer)
