@@ -14,11 +14,13 @@ from importlib import import_module
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "list": ("list registered tokenizers and quantizers", "mmtok.cli:list_main"),
     "demo": ("main job: tiny end-to-end run on built-in synthetic data (CPU-friendly)", "mmtok.demo:main"),
-    "train": ("train a tokenizer from a YAML config: mmtok train CONFIG [key=value ...]", "mmtok.training.cli:train_main"),
+    "train": ("train a tokenizer (or, task: ar, a generator on token shards) from a YAML config", "mmtok.training.cli:train_main"),
     "eval": ("evaluate a checkpoint (rFID, PSNR, SSIM, LPIPS, codebook stats)", "mmtok.metrics.cli:eval_main"),
     "encode": ("encode a dataset into token shards: mmtok encode CHECKPOINT INPUT OUTPUT_DIR", "mmtok.shards.cli:encode_main"),
     "decode": ("decode token shards back to images/audio/video: mmtok decode SHARDS OUT", "mmtok.shards.cli:decode_main"),
     "inspect": ("print token shard metadata, item count and token usage", "mmtok.shards.cli:inspect_main"),
+    "generate": ("sample an AR generator, decode with its tokenizer, save; gFID: mmtok generate GEN --tokenizer TOK",
+                 "mmtok.ar.generate:generate_main"),
 }
 
 

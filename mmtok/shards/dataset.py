@@ -146,6 +146,11 @@ class TokenDataset(IterableDataset):
         self._keys: list[pa.Array] | None = None
 
     @property
+    def labels(self) -> np.ndarray:
+        """Class label of every item in storage order (int64; -1 where the shards hold none)."""
+        return self._labels
+
+    @property
     def vocab_size(self) -> int:
         """Smallest vocabulary holding every id this dataset yields (codes + offsets, BOS/EOS/pad)."""
         ids = [self.vocab_offset + self.code_vocab_size] + [s + 1 for s in (self.bos_id, self.eos_id, self.pad_id) if s is not None]

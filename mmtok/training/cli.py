@@ -35,6 +35,32 @@ def resolve_recipe(name_or_path: str) -> Path:
     raise FileNotFoundError(f"config file not found: {name_or_path} (built-in recipes: {', '.join(recipes)})")
 
 
+def recipe_task(path: Path) -> str:
+    """What a recipe trains: ``task: ar`` (a generator on token shards) or a tokenizer (default)."""
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    return str(raw.get("task", "tokenizer")) if isinstance(raw, dict) else "tokenizer"
+
+
+def _train_ar(path: Path, args: argparse.Namespace) -> int:
+    from mmtok.ar.train import load_ar_config, train_ar
+
+    cfg = load_ar_config(path, args.overrides)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False))
+        return 0
+    try:
+        return train_ar(cfg)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+        if args.debug:
+            raise
+        print(f"mmtok train: error: {e}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mmtok train",
@@ -61,7 +87,10 @@ def train_main(argv: list[str] | None = None) -> int:
         print("mmtok train: error: a CONFIG is required (a YAML path or a built-in name; see mmtok train --list)", file=sys.stderr)
         return 2
     try:
-        cfg = load_train_config(resolve_recipe(args.config), args.overrides)
+        path = resolve_recipe(args.config)
+        if recipe_task(path) == "ar":  # a generator on token shards (mmtok.ar.train)
+            return _train_ar(path, args)
+        cfg = load_train_config(path, args.overrides)
     except (ConfigError, FileNotFoundError) as e:
         print(f"mmtok train: error: {e}", file=sys.stderr)
         return 2
