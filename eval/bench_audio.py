@@ -7,10 +7,35 @@ Everything is measured side by side in one run and printed as Markdown tables:
                of 1 s clips. CPU fp32 always; with CUDA also fp32 and bf16 autocast on the GPU.
                Peak memory: CPU = peak RSS above the RSS before the call (Linux VmHWM, reset
                through /proc/self/clear_refs; else a polling thread); CUDA = max allocated
-               above the allocation before the call.
+               above the allocation before the call. Side by side, the reference codecs
+               (random weights: speed only, nothing is downloaded; ``--references``):
+               ``dac_24khz``     DAC 1.0.0, the 24 kHz release config (conf/final/24khz.yml:
+                                 encoder_dim 64, rates 2,4,5,8, decoder_dim 1536, rates 8,5,4,2,
+                                 32 codebooks x 1024, dim 8; hop 320 = 75 Hz), encoded with
+                                 n_quantizers = 8: 6 kbps; decode = quantizer.from_codes + decoder
+               ``dac_24khz_1q``  the same model at n_quantizers = 1 (0.75 kbps), the bitrate
+                                 of the single-codebook presets
+               ``encodec_24khz`` EnCodec 0.1.1 ``encodec_model_24khz(pretrained=False)``
+                                 (causal, weight norm, LSTM) at bandwidth 6 kbps (8 codebooks)
+               params: nn.Parameters (mmtok's codebooks are parameters; EnCodec's codebooks are
+               buffers and are added: 32 x 1024 x 128). They import from ``--baselines`` (default
+               ``.cache/bench-deps`` when it exists), put on sys.path only while they are built,
+               never into the project's environment (audiotools would downgrade protobuf and
+               tensorboard there):
+
+    pip install --target .cache/bench-deps --no-deps descript-audio-codec==1.0.0 \\
+        descript-audiotools==0.7.2 encodec==0.1.1 argbind==0.3.9 docstring-parser==0.18.0 \\
+        flatten-dict==0.5.0 ffmpy==1.0.0 importlib-resources==7.1.0 julius==0.2.8 \\
+        markdown-it-py==4.3.0 mdurl==0.1.2 randomname==0.2.1 rich==15.0.0
+
+               (the extras are the pure-Python modules ``import dac`` needs; torch, numpy,
+               tqdm, pyyaml, pygments, tensorboard come from the project's environment.)
+               Without them the table has a "not installed" row per reference codec.
 2. streaming   causal tiny codecs pushed through ``stream_encoder`` / ``stream_decoder`` in
                chunks of 1, 4, 16 frames: RTF, compute per chunk, max |streamed - offline|,
-               streamed codes == ``tok.encode`` and the algorithmic latency (``tok.latency``).
+               streamed codes == ``tok.encode`` and the algorithmic latency (``tok.latency``),
+               and the overhead over offline (``tok.decode(tok.encode(x))`` of the same clip):
+               offline RTF / streaming RTF - 1.
 3. long files  ``encode_long`` / ``decode_long`` (10 s windows, 1 and 8 windows per batch) of a
                short and a long synthetic file (default 1 and 10 min): time, RTF, peak RSS, against
                a whole-file ``encode`` / ``decode`` of the short file (and that peak scaled to the
@@ -25,8 +50,15 @@ Everything is measured side by side in one run and printed as Markdown tables:
                bitrate: downsample to r Hz + mu-law to b bits with r * b = kbps * 1000
                (b = 4, and b = 8: mostly a low-pass), upsampled back.
 
+Then the targets, met / not met, from whatever was measured: single-codebook 24 kHz presets'
+encode + decode speed >= 1.5x DAC's (at 0.75 kbps, else 6 kbps), 24 kHz RVQ presets >= 1.0x
+DAC's at 6 kbps (params side by side), streaming overhead <= 10 % at 16-frame chunks, and peak
+RSS flat on long files (windowed: the long file's peak within 1.25x the short file's, scaled by
+the windows in flight, plus the grown input / output buffers and 32 MB of RSS noise; ``flatness``).
+
     python eval/bench_audio.py                           # all presets, about 10 min on 2 cores
-    python eval/bench_audio.py --quick                   # tiny presets only, about 1 min
+    python eval/bench_audio.py --quick                   # tiny presets only (no references), about 1 min
+    python eval/bench_audio.py --sections throughput --models rvq_codec_24k,istft_codec_24k_75hz
     python eval/bench_audio.py --checkpoint runs/audio_tiny/final --json bench_audio.json
 """
 
@@ -197,9 +229,116 @@ def long_file(seconds: float, sample_rate: int, item_seconds: float = 10.0, seed
     return x[:, : int(round(seconds * sample_rate))].contiguous()
 
 
-def _param_kbps(tok: Any) -> dict[str, float]:
+def _param_kbps(tok: Any) -> dict[str, Any]:
     return {"params_m": tok.num_parameters() / 1e6, "kbps": float(tok.kbps()), "sample_rate": tok.sample_rate,
-            "frame_rate": float(tok.frame_rate)}
+            "frame_rate": float(tok.frame_rate), "levels": len(tok.codebook_sizes),
+            "reference": isinstance(tok, ReferenceCodec)}
+
+
+# --- reference codecs (DAC, EnCodec) -------------------------------------------------------
+REFERENCES = ["dac_24khz", "dac_24khz_1q", "encodec_24khz"]
+BASELINES_DIR = ".cache/bench-deps"
+INSTALL_HINT = (f"pip install --target {BASELINES_DIR} --no-deps descript-audio-codec==1.0.0 "
+                "descript-audiotools==0.7.2 encodec==0.1.1 ... ; see eval/bench_audio.py")
+
+
+class ReferenceCodec:
+    """A reference codec behind the part of the tokenizer interface the throughput section uses:
+    ``encode`` (B, 1, S) -> codes, ``decode`` codes -> (B, 1, S'), rate, hop, bitrate, params."""
+
+    def __init__(self, model: torch.nn.Module, sample_rate: int, hop_length: int, n_q: int,
+                 codebook_size: int, extra_params: int = 0) -> None:
+        self.model, self.sample_rate, self.hop_length = model.eval(), sample_rate, hop_length
+        self.codebook_sizes = (codebook_size,) * n_q
+        self.frame_rate = sample_rate / hop_length
+        self._params = sum(p.numel() for p in model.parameters()) + extra_params
+
+    def num_parameters(self) -> int:
+        return self._params
+
+    def kbps(self) -> float:
+        return self.frame_rate * sum(math.log2(k) for k in self.codebook_sizes) / 1000
+
+    def to(self, device: torch.device) -> "ReferenceCodec":
+        self.model.to(device)
+        return self
+
+    def eval(self) -> "ReferenceCodec":
+        self.model.eval()
+        return self
+
+
+class DACCodec(ReferenceCodec):
+    def encode(self, x: Tensor) -> Tensor:
+        m = self.model
+        return m.quantizer(m.encoder(m.preprocess(x, self.sample_rate)), len(self.codebook_sizes))[1]
+
+    def decode(self, codes: Tensor) -> Tensor:
+        return self.model.decoder(self.model.quantizer.from_codes(codes)[0])
+
+
+class EncodecCodec(ReferenceCodec):
+    def encode(self, x: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        return self.model.encode(x)
+
+    def decode(self, frames: list[tuple[Tensor, Tensor | None]]) -> Tensor:
+        return self.model.decode(frames)
+
+
+@contextlib.contextmanager
+def _on_sys_path(path: str | None) -> Iterator[None]:
+    """``path`` first on sys.path inside the block only (the packages stay imported after it;
+    descript-audio-codec also installs a top-level ``tests`` package that must not shadow ours)."""
+    if not path or not os.path.isdir(path):
+        yield
+        return
+    path = os.path.abspath(path)
+    sys.path.insert(0, path)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(path)
+
+
+def build_reference(name: str, baselines: str | None) -> ReferenceCodec | str:
+    """Reference codec ``name`` (see ``REFERENCES``) with random weights (seed 0), or the reason
+    it cannot be built: "not installed (...)" when its package does not import."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.nn.utils.weight_norm deprecation, audiotools' imports
+        return _build_reference(name, baselines)
+
+
+def _build_reference(name: str, baselines: str | None) -> ReferenceCodec | str:
+    torch.manual_seed(0)
+    with _on_sys_path(baselines):
+        try:
+            if name.startswith("dac_"):
+                from dac.model.dac import DAC
+            elif name.startswith("encodec_"):
+                from encodec import EncodecModel
+            else:
+                return f"unknown reference codec (one of {', '.join(REFERENCES)})"
+        except ImportError as e:
+            where = f"not importable from {baselines}" if baselines and os.path.isdir(baselines) else "no --baselines dir"
+            return f"not installed ({INSTALL_HINT}; {where}: {e})"
+        except Exception as e:  # an incompatible version: report it, do not fail the benchmark
+            return f"import failed ({type(e).__name__}: {e}; {INSTALL_HINT})"
+    if name in ("dac_24khz", "dac_24khz_1q"):
+        # conf/final/24khz.yml of descript-audio-codec 1.0.0 (the released 24 kHz model)
+        model = DAC(encoder_dim=64, encoder_rates=[2, 4, 5, 8], decoder_dim=1536, decoder_rates=[8, 5, 4, 2],
+                    n_codebooks=32, codebook_size=1024, codebook_dim=8, quantizer_dropout=0.5, sample_rate=24000)
+        return DACCodec(model, 24000, int(model.hop_length), 8 if name == "dac_24khz" else 1, 1024)
+    if name == "encodec_24khz":
+        model = EncodecModel.encodec_model_24khz(pretrained=False)  # architecture only: no download
+        model.set_target_bandwidth(6.0)
+        n_q = model.quantizer.get_num_quantizers_for_bandwidth(model.frame_rate, 6.0)
+        codebooks = sum(b.numel() for k, b in model.named_buffers() if k.endswith("_codebook.embed"))
+        return EncodecCodec(model, model.sample_rate, int(model.encoder.hop_length), n_q,
+                            model.quantizer.bins, codebooks)
+    return f"unknown reference codec (one of {', '.join(REFERENCES)})"
 
 
 # --- 1. throughput -------------------------------------------------------------------------
@@ -221,13 +360,23 @@ def bench_codec(tok: Any, batch: int, seconds: float, device: torch.device, prec
 
 
 def section_throughput(names: list[str], devices: list[torch.device], batches: tuple[int, ...], seconds: float,
-                       min_time: float, big_min_time: float) -> list[dict[str, Any]]:
-    """Every preset x device x precision x batch. Models over 10M parameters: 1 timed call, a
-    second when the first took under ``big_min_time``; the others: median of >= 3 calls."""
-    rows = []
-    for name in names:
-        torch.manual_seed(0)
-        tok = mmtok.create_tokenizer(name).eval()
+                       min_time: float, big_min_time: float, references: tuple[str, ...] = (),
+                       baselines: str | None = None) -> list[dict[str, Any]]:
+    """Every preset, then every reference codec (``build_reference``), x device x precision x
+    batch. Models over 10M parameters: 1 timed call, a second when the first took under
+    ``big_min_time``; the others: median of >= 3 calls. A reference that cannot be built
+    gives one row ``{"model", "reference": True, "missing": reason}``."""
+    rows: list[dict[str, Any]] = []
+    for name in [*names, *references]:
+        if name in references:
+            tok = build_reference(name, baselines)
+            if isinstance(tok, str):
+                rows.append({"model": name, "reference": True, "missing": tok})
+                _log(f"  {name}: {tok}")
+                continue
+        else:
+            torch.manual_seed(0)
+            tok = mmtok.create_tokenizer(name).eval()
         big = tok.num_parameters() > 10e6
         for device in devices:
             tok.to(device)
@@ -246,12 +395,24 @@ def section_throughput(names: list[str], devices: list[torch.device], batches: t
 def render_throughput(rows: list[dict[str, Any]]) -> str:
     head = ["model", "device", "prec", "batch", "params (M)", "kbps", "enc RTF", "dec RTF", "enc peak MB",
             "dec peak MB", "enc ms/call", "dec ms/call", "repeats"]
-    body = [[r["model"], r["device"], r["precision"], r["batch"], f"{r['params_m']:.1f}", f"{r['kbps']:.2f}",
-             f"{r['encode']['rtf']:.1f}", f"{r['decode']['rtf']:.1f}", f"{r['encode']['peak_mb']:.0f}",
-             f"{r['decode']['peak_mb']:.0f}", f"{1000 * r['encode']['seconds']:.0f}",
-             f"{1000 * r['decode']['seconds']:.0f}", f"{r['encode']['repeats']}/{r['decode']['repeats']}"]
-            for r in rows]
+    head.insert(8, "enc+dec RTF")
+    body = []
+    for r in rows:
+        label = f"{r['model']} (reference)" if r.get("reference") else r["model"]
+        if "missing" in r:
+            body.append([label, r["missing"]] + [""] * (len(head) - 2))
+            continue
+        body.append([label, r["device"], r["precision"], r["batch"], f"{r['params_m']:.1f}", f"{r['kbps']:.2f}",
+                     f"{r['encode']['rtf']:.1f}", f"{r['decode']['rtf']:.1f}", f"{round_trip_rtf(r):.1f}",
+                     f"{r['encode']['peak_mb']:.0f}", f"{r['decode']['peak_mb']:.0f}",
+                     f"{1000 * r['encode']['seconds']:.0f}", f"{1000 * r['decode']['seconds']:.0f}",
+                     f"{r['encode']['repeats']}/{r['decode']['repeats']}"])
     return table(head, body)
+
+
+def round_trip_rtf(row: dict[str, Any]) -> float:
+    """Encode + decode RTF: audio seconds per second of encode and decode together."""
+    return row["batch"] * row["seconds"] / (row["encode"]["seconds"] + row["decode"]["seconds"])
 
 
 # --- 2. streaming --------------------------------------------------------------------------
@@ -292,22 +453,38 @@ def bench_stream(tok: Any, x: Tensor, chunk_frames: int) -> dict[str, Any]:
     }
 
 
-def section_streaming(names: list[str], seconds: float) -> list[dict[str, Any]]:
+def bench_offline(tok: Any, x: Tensor, min_time: float = 1.0) -> Measurement:
+    """RTF of the offline round trip ``tok.decode(tok.encode(x))`` (the streaming reference)."""
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        tok.decode(tok.encode(x))  # warm-up
+        return measure(lambda: tok.decode(tok.encode(x)), x.shape[0] * x.shape[-1] / tok.sample_rate, cpu,
+                       min_time, 3)
+
+
+def section_streaming(names: list[str], seconds: float, min_time: float = 1.0) -> list[dict[str, Any]]:
+    """Each causal codec in chunks of ``CHUNK_FRAMES``, with the offline round trip's RTF and
+    the streaming overhead ``offline RTF / streaming RTF - 1`` (median push; wall: all pushes)."""
     rows = []
     for name in names:
         torch.manual_seed(0)
         tok = mmtok.create_tokenizer(name).eval()
         x = clips(1, seconds, tok.sample_rate, seed=4)
+        offline = bench_offline(tok, x, min_time).rtf
         for k in CHUNK_FRAMES:
-            rows.append({"model": name, "seconds": seconds, **bench_stream(tok, x, k)})
-            _log(f"  {name} chunk {k}: RTF {rows[-1]['rtf']:.1f}, err {rows[-1]['max_abs_err']:.2e}")
+            r = bench_stream(tok, x, k)
+            rows.append({"model": name, "seconds": seconds, **r, "offline_rtf": offline,
+                         "overhead": offline / r["rtf"] - 1, "overhead_wall": offline / r["rtf_wall"] - 1})
+            _log(f"  {name} chunk {k}: RTF {r['rtf']:.1f} (offline {offline:.1f}), err {r['max_abs_err']:.2e}")
     return rows
 
 
 def render_streaming(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "chunk (frames)", "chunk (ms)", "RTF enc+dec (median)", "RTF (wall)", "compute ms/chunk",
-            "max ms/chunk", "max |stream - offline|", "codes equal", "algorithmic latency (ms)"]
+    head = ["model", "chunk (frames)", "chunk (ms)", "RTF enc+dec (median)", "RTF (wall)", "offline RTF",
+            "overhead (median / wall)", "compute ms/chunk", "max ms/chunk", "max |stream - offline|", "codes equal",
+            "algorithmic latency (ms)"]
     body = [[r["model"], r["chunk_frames"], f"{r['chunk_ms']:.0f}", f"{r['rtf']:.2f}", f"{r['rtf_wall']:.2f}",
+             f"{r['offline_rtf']:.2f}", f"{100 * r['overhead']:+.0f} % / {100 * r['overhead_wall']:+.0f} %",
              f"{r['ms_per_chunk']:.1f}", f"{r['ms_per_chunk_max']:.0f}",
              f"{r['max_abs_err']:.1e}", "yes" if r["codes_equal"] else "NO", f"{r['latency_ms']:.1f}"] for r in rows]
     return table(head, body)
@@ -340,6 +517,15 @@ def bench_whole(tok: Any, wav: Tensor) -> dict[str, Any]:
     return {"seconds": secs, "file_mb": wav.numel() * 4 / MB, "encode": asdict(enc), "decode": asdict(dec)}
 
 
+def encode_windows(tok: Any, wav: Tensor, chunk_seconds: float = 10.0) -> int:
+    """Windows ``encode_long`` cuts a (C, S) file into (default overlap)."""
+    from mmtok.audio.long import default_overlap, plan_windows
+
+    chunk = max(1, math.ceil(chunk_seconds * tok.frame_rate - 1e-9))
+    total = math.ceil(wav.shape[-1] / tok.hop_length)
+    return len(plan_windows(total, chunk, min(default_overlap(tok), chunk // 2), tok.causal)[0])
+
+
 def section_long(names: list[str], short_s: float, long_s: float, seam_s: float,
                  batch_sizes: tuple[int, ...] = (1, 8)) -> dict[str, Any]:
     """Whole-file vs windowed (each of ``batch_sizes`` windows at a time) on a short and a long
@@ -359,7 +545,8 @@ def section_long(names: list[str], short_s: float, long_s: float, seam_s: float,
             wav = short if secs == short_s else long_file(secs, sr)
             for b in batch_sizes:
                 r = bench_long(tok, wav, batch_size=b)
-                rows.append({"model": name, "mode": "windowed", "batch_size": b, **r})
+                rows.append({"model": name, "mode": "windowed", "batch_size": b, "windows": encode_windows(tok, wav),
+                             **r})
                 _log(f"  {name} windowed {secs:.0f} s, batch {b}: enc RTF {r['encode']['rtf']:.1f} "
                      f"({r['encode']['peak_mb']:.0f} MB), dec RTF {r['decode']['rtf']:.1f} ({r['decode']['peak_mb']:.0f} MB)")
                 _release_memory()
@@ -389,6 +576,31 @@ def render_long(res: dict[str, Any]) -> str:
                          f"{r['file_mb'] * scale:.1f}", "", "", f"{e['peak_mb'] * scale:.0f}", "", "",
                          f"{d['peak_mb'] * scale:.0f}"])
     return table(head, body) + "\n\n" + growth_note(res)
+
+
+FLAT_SLACK, FLAT_NOISE_MB = 1.25, 32.0
+
+
+def flatness(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per model and batch size b, is the windowed peak flat in the file length? The long file's
+    peak (encode, decode) must stay under ``FLAT_SLACK`` x the short file's peak x the batch fill
+    ``min(b, long windows) / min(b, short windows)`` (windows in flight at once), plus twice the
+    extra file size (the input and output buffers that must grow) plus ``FLAT_NOISE_MB`` of RSS
+    noise. A whole-file pass, for contrast, grows in proportion to the length."""
+    out = []
+    for name in dict.fromkeys(r["model"] for r in res["rows"]):
+        for b in res["batch_sizes"]:
+            short, long_ = [r for r in res["rows"] if r["model"] == name and r.get("batch_size") == b]
+            sw, lw = short.get("windows", b), long_.get("windows", b)
+            fill = min(b, lw) / min(b, sw)
+            extra_mb = long_["file_mb"] - short["file_mb"]
+            row: dict[str, Any] = {"model": name, "batch_size": b, "fill": fill, "short_windows": sw, "long_windows": lw}
+            for key in ("encode", "decode"):
+                allowed = FLAT_SLACK * fill * max(short[key]["peak_mb"], 0.0) + 2 * extra_mb + FLAT_NOISE_MB
+                row[key] = {"short_mb": short[key]["peak_mb"], "long_mb": long_[key]["peak_mb"], "allowed_mb": allowed}
+            row["flat"] = all(row[k]["long_mb"] <= row[k]["allowed_mb"] for k in ("encode", "decode"))
+            out.append(row)
+    return out
 
 
 def growth_note(res: dict[str, Any]) -> str:
@@ -520,6 +732,102 @@ def render_quality(rows: list[dict[str, Any]]) -> str:
     return table(head, body)
 
 
+# --- targets -------------------------------------------------------------------------------
+SINGLE_VS_DAC = 1.5  # single-codebook encode + decode speed >= 1.5x DAC's
+RVQ_VS_DAC = 1.0  # RVQ codec >= 1.0x DAC's at similar params
+STREAM_OVERHEAD = 0.10  # streaming RTF within 10 % of offline (16-frame chunks)
+STREAM_CHUNK = 16
+
+
+def _verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _summary(title: str, oks: list[bool], missing: str) -> str:
+    if not oks:
+        return f"- {title}: not measured ({missing})"
+    return f"- {title}: {_verdict(all(oks))} ({sum(oks)}/{len(oks)} comparisons)"
+
+
+def render_targets(results: dict[str, Any]) -> str:
+    """Met / not met for each target, from the sections that ran; each comparison on its own line."""
+    thr = results.get("throughput", [])
+    measured = [r for r in thr if "missing" not in r]
+    missing = {r["model"]: r["missing"] for r in thr if "missing" in r}
+
+    def ref_row(names: tuple[str, ...], like: dict[str, Any]) -> dict[str, Any] | None:
+        for n in names:
+            for r in measured:
+                if r["model"] == n and all(r[k] == like[k] for k in ("device", "precision", "batch", "seconds")):
+                    return r
+        return None
+
+    def why_no_ref(names: tuple[str, ...]) -> str:
+        gone = [f"{n} {missing[n].split(' (')[0]}" for n in names if n in missing]
+        return "; ".join(gone) or f"{' / '.join(names)} not in --references"
+
+    out: list[str] = []
+    for title, levels_ok, refs, target in (
+        (f"single-codebook 24 kHz codec encode + decode >= {SINGLE_VS_DAC}x DAC", lambda n: n == 1,
+         ("dac_24khz_1q", "dac_24khz"), SINGLE_VS_DAC),
+        (f"RVQ 24 kHz codec encode + decode >= {RVQ_VS_DAC}x DAC (6 kbps)", lambda n: n > 1, ("dac_24khz",), RVQ_VS_DAC),
+    ):
+        lines, oks = [], []
+        ours = [r for r in measured if not r.get("reference") and r["sample_rate"] == 24000 and levels_ok(r["levels"])]
+        for r in ours:
+            ref = ref_row(refs, r)
+            if ref is None:
+                continue
+            ratio = round_trip_rtf(r) / round_trip_rtf(ref)
+            oks.append(ratio >= target)
+            lines.append(f"  - {r['model']} ({r['params_m']:.1f} M, {r['kbps']:.2f} kbps) vs {ref['model']} "
+                         f"({ref['params_m']:.1f} M, {ref['kbps']:.2f} kbps), {r['device']} {r['precision']} batch "
+                         f"{r['batch']}: enc+dec RTF {round_trip_rtf(r):.2f} vs {round_trip_rtf(ref):.2f} = "
+                         f"{ratio:.2f}x (enc {r['encode']['rtf'] / ref['encode']['rtf']:.2f}x, dec "
+                         f"{r['decode']['rtf'] / ref['decode']['rtf']:.2f}x): {_verdict(ratio >= target)}")
+        why = [] if ours else ["no such preset in --models"]
+        why += [] if any(r["model"] in refs for r in measured) else [why_no_ref(refs)]
+        out.append(_summary(title, oks, "; ".join(why)))
+        out += lines
+    info = []
+    for r in measured:
+        ref = None if r.get("reference") or r["sample_rate"] != 24000 else ref_row(("encodec_24khz",), r)
+        if ref is not None:
+            info.append(f"  - {r['model']} vs encodec_24khz ({ref['params_m']:.1f} M, {ref['kbps']:.2f} kbps), "
+                        f"{r['device']} {r['precision']} batch {r['batch']}: "
+                        f"{round_trip_rtf(r) / round_trip_rtf(ref):.2f}x")
+    if info:
+        out.append("- for reference (no target): encode + decode speed vs EnCodec 24 kHz at 6 kbps")
+        out += info
+
+    lines, oks = [], []
+    for r in results.get("streaming", []):
+        if r["chunk_frames"] == STREAM_CHUNK:
+            oks.append(r["overhead"] <= STREAM_OVERHEAD)
+            lines.append(f"  - {r['model']}: streaming RTF {r['rtf']:.2f} (median chunk; wall {r['rtf_wall']:.2f}) vs "
+                         f"offline {r['offline_rtf']:.2f}: overhead {100 * r['overhead']:+.1f} % (wall "
+                         f"{100 * r['overhead_wall']:+.1f} %): {_verdict(oks[-1])}")
+    out.append(_summary(f"streaming overhead <= {100 * STREAM_OVERHEAD:.0f} % over offline ({STREAM_CHUNK}-frame chunks)",
+                        oks, "--sections streaming"))
+    out += lines
+
+    lines, oks = [], []
+    if "long" in results:
+        res = results["long"]
+        for f in flatness(res):
+            oks.append(f["flat"])
+            e, d = f["encode"], f["decode"]
+            lines.append(f"  - {f['model']} windowed batch {f['batch_size']}: peak {res['short_seconds']:.0f} s -> "
+                         f"{res['long_seconds']:.0f} s file: encode {e['short_mb']:.0f} -> {e['long_mb']:.0f} MB "
+                         f"(allowed {e['allowed_mb']:.0f}), decode {d['short_mb']:.0f} -> {d['long_mb']:.0f} MB (allowed "
+                         f"{d['allowed_mb']:.0f}); windows {f['short_windows']} -> {f['long_windows']}: "
+                         f"{_verdict(f['flat'])}")
+    out.append(_summary(f"peak RSS flat on long files (long peak <= {FLAT_SLACK:g} x short peak x batch fill + "
+                        f"2 x extra file MB + {FLAT_NOISE_MB:.0f} MB)", oks, "--sections long"))
+    out += lines
+    return "\n".join(out)
+
+
 # --- output --------------------------------------------------------------------------------
 def table(head: list[str], body: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -558,6 +866,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default=None, help="comma-separated presets for the throughput table (default: all)")
     p.add_argument("--sections", default="throughput,streaming,long,quality",
                    help="comma-separated subset of throughput,streaming,long,quality")
+    p.add_argument("--references", default=None,
+                   help=f"comma-separated reference codecs for the throughput table, of {','.join(REFERENCES)}; "
+                        "'none' for none (default: all; --quick: none)")
+    p.add_argument("--baselines", default=None,
+                   help=f"folder the reference codecs import from (default {BASELINES_DIR} when it exists; "
+                        "see the docstring for the pip install --target command)")
     p.add_argument("--device", default="auto", help="throughput devices: cpu, cuda, or auto (CPU, plus CUDA when present)")
     p.add_argument("--threads", default="auto",
                    help="CPU intra-op threads, or 'auto': torch's default, fewer when the 1-min load average says "
@@ -590,6 +904,16 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in mmtok.list_tokenizers()]
     if unknown:
         p.error(f"unknown preset(s) {unknown}; see mmtok.list_tokenizers(modality='audio')")
+    ref_spec = args.references if args.references is not None else ("none" if q else ",".join(REFERENCES))
+    references = tuple(r.strip() for r in ref_spec.split(",") if r.strip() and ref_spec.strip() != "none")
+    bad_refs = [r for r in references if r not in REFERENCES]
+    if bad_refs:
+        p.error(f"unknown reference codec(s) {bad_refs}; one of {REFERENCES}")
+    if args.baselines is not None:
+        baselines = args.baselines
+    else:
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), BASELINES_DIR)
+        baselines = next((d for d in (BASELINES_DIR, root) if os.path.isdir(d)), None)
     if args.device == "auto":
         devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     else:
@@ -608,7 +932,8 @@ def main(argv: list[str] | None = None) -> int:
 
     load = load_average()
     meta = {"load_avg_1min": load, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "threads_choice": threads_note, "mmap_threshold_kb": mmap_kb,
+            "threads_choice": threads_note, "mmap_threshold_kb": mmap_kb, "references": list(references),
+            "baselines": baselines,
             "torch": torch.__version__, "python": platform.python_version(), "quick": q,
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
     print(f"# bench_audio: load avg (1 min) {load if load is None else f'{load:.2f}'} on {os.cpu_count()} cores, "
@@ -620,14 +945,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if "throughput" in sections:
         _log("throughput")
-        rows = section_throughput(names, devices, (1, 8), 1.0, min_time, args.big_min_time)
+        rows = section_throughput(names, devices, (1, 8), 1.0, min_time, args.big_min_time, references, baselines)
         results["throughput"] = rows
         print("\n## Encode / decode speed (RTF = audio s per compute s; 1 s clips; batch 8 = 8 s of audio per call; "
-              "peak = memory added by the call)\n")
+              "peak = memory added by the call; enc+dec RTF = audio s per s of encode + decode; (reference) = "
+              "DAC / EnCodec with random weights, see the docstring)\n")
         print(render_throughput(rows), flush=True)
     if "streaming" in sections:
         _log("streaming")
-        rows = section_streaming(STREAMING, stream_s)
+        rows = section_streaming(STREAMING, stream_s, min_time)
         results["streaming"] = rows
         print(f"\n## Streaming (CPU, batch 1, {stream_s:.0f} s clip; offline = tok.decode(tok.encode(x)))\n")
         print(render_streaming(rows), flush=True)
@@ -649,6 +975,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n## Quality vs n_q and trivial codecs at the same bitrate ({src}; {num_clips} synthetic "
               f"{args.clip_seconds} s clips, seed 1; PESQ / STOI: mean over the items they score)\n")
         print(render_quality(rows), flush=True)
+
+    print("\n## Targets\n")
+    print(render_targets(results), flush=True)
 
     meta["wall_seconds"] = time.perf_counter() - t_start
     meta["load_avg_1min_end"] = load_average()
