@@ -66,16 +66,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import gc
 import json
 import math
 import os
 import platform
-import re
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -87,6 +83,9 @@ from torch import Tensor
 import mmtok
 from mmtok.audio import seam_report
 from mmtok.data import SyntheticAudio, open_dataset
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
+from benchlib import _sync, peak_memory, release_memory, set_mmap_threshold  # noqa: E402
 
 PRESETS = [
     "rvq_codec_24k",
@@ -106,88 +105,19 @@ MB = 2**20
 
 
 # --- memory --------------------------------------------------------------------------------
-def _rss() -> int:
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)
 
 
-def _read_hwm() -> int | None:
-    """Peak RSS (VmHWM) in bytes, or None off Linux."""
-    try:
-        with open("/proc/self/status") as f:
-            m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
-        return int(m.group(1)) * 1024 if m else None
-    except OSError:
-        return None
 
 
-def _reset_hwm() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return _read_hwm() is not None
-    except OSError:
-        return False
 
 
-def set_mmap_threshold(nbytes: int) -> bool:
-    """glibc: serve allocations >= ``nbytes`` by mmap and stop the threshold from rising
-    (its default dynamic threshold keeps freed activations of up to 32 MB in the heap, which
-    shows up as RSS that grows with the number of windows). False when not glibc."""
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, int(nbytes)))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
-def _release_memory() -> None:
-    """Collect garbage and hand free heap pages back to the OS, so a delta of RSS is the call's."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
-    """Yields a dict whose ``"mb"`` is, after the block, the peak memory it added: CUDA max
-    allocated, or peak RSS (VmHWM, or a 2 ms polling thread) above the RSS before it."""
-    out: dict[str, float] = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        base = torch.cuda.memory_allocated(device)
-        yield out
-        torch.cuda.synchronize(device)
-        out["mb"] = (torch.cuda.max_memory_allocated(device) - base) / MB
-        return
-    _release_memory()
-    base = _rss()
-    if _reset_hwm():
-        yield out
-        out["mb"] = (max(_read_hwm() or 0, _rss()) - base) / MB
-        return
-    peak, stop = [base], threading.Event()
-
-    def poll() -> None:
-        while not stop.wait(0.002):
-            peak[0] = max(peak[0], _rss())
-
-    t = threading.Thread(target=poll, daemon=True)
-    t.start()
-    try:
-        yield out
-    finally:
-        stop.set()
-        t.join()
-        out["mb"] = (max(peak[0], _rss()) - base) / MB
 
 
 # --- timing --------------------------------------------------------------------------------
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 @dataclass
@@ -388,7 +318,7 @@ def section_throughput(names: list[str], devices: list[torch.device], batches: t
                     _log(f"  {name} {device.type} {precision} b{b}: enc RTF {r['encode']['rtf']:.1f}, "
                          f"dec RTF {r['decode']['rtf']:.1f}")
         del tok
-        _release_memory()
+        release_memory()
     return rows
 
 
@@ -511,7 +441,7 @@ def bench_whole(tok: Any, wav: Tensor) -> dict[str, Any]:
     secs = wav.shape[-1] / tok.sample_rate
     with torch.inference_mode():
         codes = tok.encode(wav[None])
-        _release_memory()
+        release_memory()
         enc = measure(lambda: tok.encode(wav[None]), secs, cpu, 0.0, 1)
         dec = measure(lambda: tok.decode(codes), secs, cpu, 0.0, 1)
     return {"seconds": secs, "file_mb": wav.numel() * 4 / MB, "encode": asdict(enc), "decode": asdict(dec)}
@@ -549,9 +479,9 @@ def section_long(names: list[str], short_s: float, long_s: float, seam_s: float,
                              **r})
                 _log(f"  {name} windowed {secs:.0f} s, batch {b}: enc RTF {r['encode']['rtf']:.1f} "
                      f"({r['encode']['peak_mb']:.0f} MB), dec RTF {r['decode']['rtf']:.1f} ({r['decode']['peak_mb']:.0f} MB)")
-                _release_memory()
+                release_memory()
             del wav
-            _release_memory()
+            release_memory()
         with torch.inference_mode():
             rep = seam_report(tok, long_file(seam_s, sr, seed=5), batch_size=max(batch_sizes))
         seams.append({"model": name, "seconds": seam_s, **rep})
