@@ -85,7 +85,7 @@ from mmtok.audio import seam_report
 from mmtok.data import SyntheticAudio, open_dataset
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import _sync, peak_memory, release_memory, set_mmap_threshold  # noqa: E402
+from benchlib import _log, _sync, load_average, peak_memory, release_memory, set_mmap_threshold, table  # noqa: E402
 
 PRESETS = [
     "rvq_codec_24k",
@@ -746,18 +746,6 @@ def render_targets(results: dict[str, Any]) -> str:
 
 
 # --- output --------------------------------------------------------------------------------
-def table(head: list[str], body: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def load_average() -> float | None:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def set_threads(spec: str) -> str:

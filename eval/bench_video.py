@@ -56,7 +56,7 @@ from mmtok.tokenizer import Tokenizer
 from mmtok.video import tiling_report
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import _sync, peak_memory, release_memory, set_mmap_threshold  # noqa: E402
+from benchlib import _log, _sync, load_average, peak_memory, release_memory, set_mmap_threshold, table  # noqa: E402
 
 PRESETS = ("causal3d_4x8x8_fsq", "causal3d_4x16x16_fsq", "causal3d_4x8x8_lfq", "causal3d_4x8x8_vq")
 LARGE_DEFAULT = ("causal3d_4x8x8_fsq", "causal3d_4x16x16_fsq")  # the presets that also get 256 px rows
@@ -421,18 +421,6 @@ def render_tiling(rows: list[dict[str, Any]]) -> str:
 
 
 # --- output --------------------------------------------------------------------------------
-def table(head: list[str], body: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-    return "\n".join(lines)
-
-
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def load_average() -> float | None:
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
 
 def set_threads(spec: str) -> str:

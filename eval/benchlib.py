@@ -4,11 +4,14 @@ mark or CUDA max allocated) around a call, device synchronisation, glibc heap se
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import ctypes
 import gc
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import torch
 
@@ -90,3 +93,15 @@ def peak_memory(device: torch.device) -> Iterator[dict[str, float]]:
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def table(head: list[str], body: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
