@@ -187,7 +187,7 @@ class AudioConv1d(StreamingModule):
             if past is None:  # the stream starts with the zeros the offline padding adds
                 past = x.new_zeros(*x.shape[:-1], self.pad_left)
             x = torch.cat([past, x], dim=-1)
-            self._stream[self] = x[..., x.shape[-1] - self.pad_left :]
+            self._stream[self] = x[..., x.shape[-1] - self.pad_left :].clone()
         return self.conv(x)
 
 
@@ -234,7 +234,7 @@ class AudioConvTranspose1d(StreamingModule):
                 if past is None:  # zero frames contribute nothing: the offline start
                     past = x.new_zeros(*x.shape[:-1], self.context)
                 x = torch.cat([past, x], dim=-1)
-                self._stream[self] = x[..., x.shape[-1] - self.context :]
+                self._stream[self] = x[..., x.shape[-1] - self.context :].clone()
             start = self.context * self.stride
             return self.conv(x)[..., start : start + n * self.stride]
         return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride]
@@ -440,7 +440,7 @@ class ISTFTHead(StreamingModule):
             tail = self._stream.get(self)
             if tail is not None:
                 out[:, : tail.shape[-1]] += tail
-            self._stream[self] = out[:, t * hop :]
+            self._stream[self] = out[:, t * hop :].clone()
         return out[:, : t * hop] / self.envelope.repeat(t)
 
 

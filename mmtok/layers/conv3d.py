@@ -162,7 +162,7 @@ class CausalConv3d(StreamingModule):
         x = torch.cat([past, x], dim=2)
         span = (self.kernel_size[0] - 1) * self.dilation_t + 1
         n = (x.shape[2] - span) // self.stride_t + 1 if x.shape[2] >= span else 0
-        self._stream[self] = x[:, :, n * self.stride_t :]  # what the next output still needs
+        self._stream[self] = x[:, :, n * self.stride_t :].clone()  # a copy: a view would keep the whole window alive
         if n == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0, *x.shape[3:])
         return self._conv(x[:, :, : (n - 1) * self.stride_t + span])
