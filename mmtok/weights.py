@@ -27,6 +27,33 @@ from mmtok.io import file_sha256
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.(?:pth|pt|safetensors)$")
 
 
+def hub_cache_path(name: str) -> Path:
+    """Where the torch hub cache keeps ``name``: ``<torch hub dir>/checkpoints/<name>``."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / name
+
+
+def resolve_weights_file(weights: str | os.PathLike | None, name: str, what: str, source: str,
+                         flag: str, alternative: str = "") -> Path:
+    """The local file of an external network's weights; never downloads.
+
+    ``weights``: a path (a folder holding ``name`` works too), or None / "auto" for
+    :func:`hub_cache_path` of ``name``. A missing file raises ``FileNotFoundError`` naming the
+    file, where to get it (``source``), the folder to put it in, the option that takes a path
+    (``flag``) and ``alternative`` (e.g. how to skip the metric).
+    """
+    cache = hub_cache_path(name)
+    auto = weights is None or str(weights) == "auto"
+    path = cache if auto else Path(weights).expanduser()
+    if path.is_dir():
+        path = path / name
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{what} not found: {path}. mmtok never downloads at run time; place the file {name} (from {source}) "
+            f"in {cache.parent}/, or pass its path ({flag})" + (f", or {alternative}" if alternative else "") + "."
+        )
+    return path
+
+
 class WeightsError(ValueError):
     """An external weights file is not safe to load, damaged, or not the expected network."""
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from mmtok.weights import WeightsError, load_state_dict_file, verify_known_file
+from mmtok.weights import WeightsError, hub_cache_path, load_state_dict_file, resolve_weights_file, verify_known_file
 
 # torchvision checkpoint file names of the LPIPS trunks.
 TRUNK_FILES = {
@@ -28,7 +28,7 @@ TRUNK_FILES = {
 
 def trunk_cache_path(net: str) -> Path:
     """Where torchvision would cache the trunk checkpoint of ``net``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TRUNK_FILES[net][0]
+    return hub_cache_path(TRUNK_FILES[net][0])
 
 
 def resolve_trunk_weights(net: str, weights: str | Path) -> Path | None:
@@ -38,16 +38,8 @@ def resolve_trunk_weights(net: str, weights: str | Path) -> Path | None:
     if weights == "random":
         return None
     name, url = TRUNK_FILES[net]
-    path = trunk_cache_path(net) if weights == "auto" else Path(weights).expanduser()
-    if path.is_dir():
-        path = path / name
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"LPIPS needs the {net} trunk weights '{name}', not found at {path}. "
-            f"Place that file in {trunk_cache_path(net).parent} (the torch hub cache; download it from {url} "
-            "on a machine with network access) or pass its path as weights=..., or use weights='random' for tests."
-        )
-    return path
+    return resolve_weights_file(weights, name, f"LPIPS {net} trunk weights", url, "weights=...",
+                                "use weights='random' for tests")
 
 
 class LPIPS(nn.Module):

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from mmtok.io import file_sha256
-from mmtok.weights import WeightsError, load_state_dict_file, verify_known_file
+from mmtok.weights import WeightsError, hub_cache_path, load_state_dict_file, resolve_weights_file, verify_known_file
 
 INCEPTION_WEIGHTS_NAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
@@ -34,7 +34,7 @@ RESIZE_DESCRIPTION = "bilinear to 299x299, TF1.x-compatible (torch-fidelity), on
 
 def default_weights_path() -> Path:
     """Where the weights are looked up by default: ``<torch hub dir>/checkpoints/<file>``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_NAME
+    return hub_cache_path(INCEPTION_WEIGHTS_NAME)
 
 
 def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
@@ -42,22 +42,8 @@ def resolve_weights(weights: str | os.PathLike | None = None) -> Path:
 
     ``weights`` is a path, or None / "auto" for the torch hub cache.
     """
-    if weights is None or str(weights) == "auto":
-        path = default_weights_path()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"Inception-v3 FID weights not found: {path}. mmtok never downloads at run time; "
-                f"place the file {INCEPTION_WEIGHTS_NAME} (from {INCEPTION_WEIGHTS_URL}) in {path.parent}/ "
-                "or pass its path (--inception-weights PATH)."
-            )
-        return path
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"Inception-v3 FID weights not found: {path}. Pass the path of {INCEPTION_WEIGHTS_NAME} "
-            f"(from {INCEPTION_WEIGHTS_URL}) or put it in {default_weights_path().parent}/ and use 'auto'."
-        )
-    return path
+    return resolve_weights_file(weights, INCEPTION_WEIGHTS_NAME, "Inception-v3 FID weights", INCEPTION_WEIGHTS_URL,
+                                "--inception-weights PATH")
 
 
 def _build_network() -> nn.Module:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmtok.io import file_sha256
-from mmtok.weights import WeightsError, load_state_dict_file, verify_known_file
+from mmtok.weights import WeightsError, hub_cache_path, load_state_dict_file, resolve_weights_file, verify_known_file
 
 I3D_WEIGHTS_NAME = "i3d_pretrained_400.pt"
 I3D_WEIGHTS_URL = "https://drive.google.com/uc?id=1mQK8KD8G6UWRa5t87SRMm5PVXtlpneJT"  # VideoGPT's download id
@@ -179,7 +179,7 @@ class InceptionI3D(nn.Module):
 
 def default_i3d_weights_path() -> Path:
     """Where the weights are looked up by default: ``<torch hub dir>/checkpoints/i3d_pretrained_400.pt``."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / I3D_WEIGHTS_NAME
+    return hub_cache_path(I3D_WEIGHTS_NAME)
 
 
 def _where_to_get() -> str:
@@ -192,22 +192,8 @@ def resolve_i3d_weights(weights: str | os.PathLike | None = "auto") -> Path:
 
     ``weights`` is a path, or None / "auto" for ``<torch hub dir>/checkpoints/i3d_pretrained_400.pt``.
     """
-    if weights is None or str(weights) == "auto":
-        path = default_i3d_weights_path()
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"I3D weights for rFVD not found: {path}. mmtok never downloads at run time; place the file "
-                f"{_where_to_get()} in {path.parent}/ under the name {I3D_WEIGHTS_NAME}, or pass its path "
-                "(--i3d-weights PATH), or skip rFVD (--no-fvd / fvd=False)."
-            )
-        return path
-    path = Path(weights).expanduser()
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"I3D weights for rFVD not found: {path}. Pass the path of {_where_to_get()}, or put "
-            f"{I3D_WEIGHTS_NAME} in {default_i3d_weights_path().parent}/ and use 'auto'."
-        )
-    return path
+    return resolve_weights_file(weights, I3D_WEIGHTS_NAME, "I3D weights for rFVD", _where_to_get(),
+                                "--i3d-weights PATH", "skip rFVD (--no-fvd / fvd=False)")
 
 
 def save_random_i3d_weights(path: str | os.PathLike, seed: int = 0) -> Path:
