@@ -278,6 +278,16 @@ def _temporal_levels(num_levels: int, temporal_downsamples: int) -> list[bool]:
     return [i >= n - temporal_downsamples for i in range(n)]
 
 
+def _mid_block(ch: int, attention: bool, dropout: float, causal: bool, norm: str) -> nn.Sequential:
+    """ResBlock, per-frame attention (or identity), ResBlock: the middle of the encoder and decoder
+    (the same parameter names as the 2D ``mid`` so 2D weights inflate into it)."""
+    return nn.Sequential(
+        ResBlock3d(ch, ch, dropout, causal, norm=norm),
+        FrameAttnBlock(ch) if attention else nn.Identity(),
+        ResBlock3d(ch, ch, dropout, causal, norm=norm),
+    )
+
+
 class CausalEncoder3d(nn.Module):
     """Video -> latent map: (B, in_channels, 1 + f_t * n, H, W) -> (B, z_channels, 1 + n, H / f_s, W / f_s),
     f_s = 2 ** (len(channel_mult) - 1), f_t = 2 ** temporal_downsamples (applied at the last levels).
@@ -313,11 +323,7 @@ class CausalEncoder3d(nn.Module):
             if i < len(channel_mult) - 1:
                 blocks.append(Downsample3d(ch, spatial=True, temporal=temporal[i], causal=causal))
         self.down = nn.Sequential(*blocks)
-        self.mid = nn.Sequential(
-            ResBlock3d(ch, ch, dropout, causal, norm=norm),
-            FrameAttnBlock(ch) if mid_attention else nn.Identity(),
-            ResBlock3d(ch, ch, dropout, causal, norm=norm),
-        )
+        self.mid = _mid_block(ch, mid_attention, dropout, causal, norm)
         self.norm_out = norm3d(norm, ch)
         self.conv_out = CausalConv3d(ch, z_channels, 3, causal=causal)
 
@@ -348,11 +354,7 @@ class CausalDecoder3d(nn.Module):
         temporal = _temporal_levels(len(channel_mult), temporal_downsamples)
         ch = base_channels * channel_mult[-1]
         self.conv_in = CausalConv3d(z_channels, ch, 3, causal=causal)
-        self.mid = nn.Sequential(
-            ResBlock3d(ch, ch, dropout, causal, norm=norm),
-            FrameAttnBlock(ch) if mid_attention else nn.Identity(),
-            ResBlock3d(ch, ch, dropout, causal, norm=norm),
-        )
+        self.mid = _mid_block(ch, mid_attention, dropout, causal, norm)
         blocks: list[nn.Module] = []
         for i, mult in reversed(list(enumerate(channel_mult))):
             out = base_channels * mult
