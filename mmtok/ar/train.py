@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from mmtok.config import ConfigError, config_hash, load_config, save_yaml, to_dict
 from mmtok.training.config import CheckpointConfig, EMAConfig, OptimConfig, ScheduleConfig, coerce_types
@@ -88,7 +89,7 @@ def load_ar_config(path: str | Path | None, overrides: list[str] | None = None) 
     return coerce_types(load_config(ARTrainConfig, path, overrides)).validate()
 
 
-def open_token_data(cfg: ARTrainConfig, rank: int, world: int, state: dict[str, Any] | None = None) -> Any:
+def open_token_data(cfg: ARTrainConfig, rank: int, world: int) -> Any:
     """The shards as batches of whole items (exact position in ``state_dict``)."""
     from mmtok.shards import TokenDataset
     from mmtok.shards.identity import expected_metadata
@@ -98,8 +99,6 @@ def open_token_data(cfg: ARTrainConfig, rank: int, world: int, state: dict[str, 
                       rank=rank, world_size=world)
     if len(ds) == 0:
         raise ConfigError(f"data.shards {cfg.data.shards!r}: no full batch of {cfg.optim.batch_size} items per process")
-    if state:
-        ds.load_state_dict(state)
     return ds
 
 
@@ -152,8 +151,7 @@ def train_ar(cfg: ARTrainConfig) -> int:
         torch.set_num_threads(cfg.cpu_threads or idle_cpu_threads())
     resume = latest_training_state(run_dir / "checkpoints") if cfg.resume == "auto" else (
         None if cfg.resume in ("never", "none", "no") else Path(cfg.resume))
-    state = load_training_state(resume) if resume is not None else None
-    ds = open_token_data(cfg, acc.process_index, acc.num_processes, state["objects"]["data"] if state else None)
+    ds = open_token_data(cfg, acc.process_index, acc.num_processes)
     model, spec = build_generator(cfg, ds)
     ema = EMA(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
     model.to(acc.device)
@@ -161,8 +159,9 @@ def train_ar(cfg: ARTrainConfig) -> int:
         ema.to(acc.device)
     opt = adamw(model, cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.eps)
     step = 0
-    if state is not None:
+    if resume is not None:  # one read: weights into the modules, the rest as objects
         state = load_training_state(resume, {"model": model, **({"ema": ema} if ema is not None else {})}, map_location=acc.device)
+        ds.load_state_dict(state["objects"]["data"])
         opt.load_state_dict(state["objects"]["optimizer"])
         set_rng_state(state["objects"]["rng"][acc.process_index])
         step = int(state["meta"]["step"])
@@ -188,7 +187,8 @@ def train_ar(cfg: ARTrainConfig) -> int:
             labels = batch["label"].to(acc.device).clamp_min(0) if spec["num_classes"] else None
             prepared.train()
             with acc.autocast():
-                loss = model.loss(ids, labels) if prepared is model else prepared.module.loss(ids, labels)
+                logits = prepared(ids, labels)  # through the DDP wrapper, so gradients are all-reduced
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), ids.reshape(-1))
             if not torch.isfinite(loss):
                 raise ValueError(f"non-finite loss at step {step}")
             acc.backward(loss)
