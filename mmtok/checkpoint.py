@@ -110,6 +110,14 @@ def load_tokenizer(
     from mmtok.registry import get_family
     from safetensors.torch import load_model
 
+    from mmtok.convert import convert_checkpoint, looks_like_reference_checkpoint
+
+    if looks_like_reference_checkpoint(path_or_id):  # an official TiTok / LlamaGen / DAC / EnCodec file
+        model, _ = convert_checkpoint(path_or_id)
+        if modality is not None and model.modality != modality:
+            raise ValueError(f"{path_or_id} is {_a(model.modality)} tokenizer ({type(model).__name__}), "
+                             f"but {_a(modality)} tokenizer is required")
+        return model.to(device).eval()
     d = _resolve(path_or_id, allow_download)
     meta = read_checkpoint_config(d)
     if modality is not None and meta.get("modality") != modality:

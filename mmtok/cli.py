@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "encode": ("encode a dataset into token shards: mmtok encode CHECKPOINT INPUT OUTPUT_DIR", "mmtok.shards.cli:encode_main"),
     "decode": ("decode token shards back to images/audio/video: mmtok decode SHARDS OUT", "mmtok.shards.cli:decode_main"),
     "inspect": ("print token shard metadata, item count and token usage", "mmtok.shards.cli:inspect_main"),
+    "convert": ("import a reference checkpoint (TiTok, LlamaGen VQ, DAC, EnCodec): mmtok convert SRC OUT_DIR",
+                "mmtok.convert:convert_main"),
     "generate": ("sample an AR generator, decode with its tokenizer, save; gFID: mmtok generate GEN --tokenizer TOK",
                  "mmtok.ar.generate:generate_main"),
 }

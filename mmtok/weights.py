@@ -113,3 +113,39 @@ def load_state_dict_file(path: str | os.PathLike, what: str = "weights") -> dict
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise WeightsError(f"{path} does not hold a state dict of tensors ({what})")
     return state
+
+
+def load_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint") -> dict[str, Any]:
+    """The whole mapping in a reference checkpoint (``.pth`` / ``.pt`` / ``.bin`` / ``.th`` or safetensors).
+
+    Unlike :func:`load_state_dict_file` the result may nest: official training checkpoints
+    hold ``{"model": state_dict, "metadata": {...}}``-style dicts of tensors, numbers and
+    strings. Still never unpickles code (``torch.load(weights_only=True)``); anything else is
+    a :class:`WeightsError`. A safetensors file's string metadata, when present, is returned
+    under the key ``"__metadata__"``.
+    """
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    state: Any = {k: f.get_tensor(k) for k in f.keys()}
+                    meta = f.metadata()
+            except Exception as e:  # safetensors raises its own SafetensorError
+                raise ValueError(str(e)) from e
+            if meta:
+                state["__metadata__"] = dict(meta)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise WeightsError(
+            f"refusing to load {what} from {path}: it holds Python objects or code beyond tensors and plain "
+            "containers, which mmtok never unpickles; re-save its tensors with torch.save(state_dict)"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as e:
+        raise WeightsError(f"cannot read {what} from {path} ({type(e).__name__}: {str(e)[:300]})") from e
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path} does not hold a mapping ({what}), but {type(state).__name__}")
+    return state

@@ -32,7 +32,8 @@ def open_image_dataset(spec: str | Path, resolution: int, crop: str = "center", 
     """Dataset from a spec string.
 
     ``"synthetic"`` / ``"synthetic:N"`` -> ``SyntheticImages`` (N items, default 1024);
-    a directory -> ``ImageFolder``; a ``.tar`` file, glob or brace list
+    ``"photos[:N]"`` / ``"photos_val[:N]"`` -> ``PhotoCrops`` of the scikit-image sample photos
+    (train / held-out regions, see :mod:`mmtok.data.photos`); a directory -> ``ImageFolder``; a ``.tar`` file, glob or brace list
     (``/data/shard-{0000..0127}.tar``) -> ``TarShardImages``. A missing path raises
     ``FileNotFoundError``; a source without images raises ``ValueError``.
     """
@@ -46,6 +47,11 @@ def open_image_dataset(spec: str | Path, resolution: int, crop: str = "center", 
         except ValueError:
             raise ValueError(f"bad synthetic dataset spec {s!r}; use 'synthetic' or 'synthetic:N'") from None
         return SyntheticImages(num_items=num, resolution=resolution, seed=seed, flip=flip)
+    from mmtok.data.photos import PhotoCrops, parse_photo_spec
+
+    photo = parse_photo_spec(s)
+    if photo is not None:
+        return PhotoCrops(num_items=photo[1], resolution=resolution, split=photo[0], seed=seed, flip=flip)
     p = Path(s).expanduser()
     if p.is_dir():
         return ImageFolder(p, resolution, crop=crop, flip=flip, seed=seed)

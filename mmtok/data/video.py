@@ -351,7 +351,8 @@ def open_video_dataset(spec: str | Path, *, resolution: int | None = None, num_f
     """Video dataset from a spec string.
 
     ``"synthetic"`` / ``"synthetic:N"`` -> ``SyntheticVideo`` (N clips, default 1024; clips are
-    whole items: ``frame_stride`` / ``fps`` / ``crop`` / ``clip`` do not apply); a directory ->
+    whole items: ``frame_stride`` / ``fps`` / ``crop`` / ``clip`` do not apply); ``"photos[:N]"`` /
+    ``"photos_val[:N]"`` -> ``PhotoPanVideo`` (camera moves over real photos); a directory ->
     ``VideoFolder``. ``resolution`` / ``num_frames`` come from ``tok.preprocessing()``. A missing
     path raises ``FileNotFoundError``; a folder without videos or a bad option ``ValueError``;
     an unknown option ``TypeError``.
@@ -371,6 +372,13 @@ def open_video_dataset(spec: str | Path, *, resolution: int | None = None, num_f
             raise ValueError(f"bad synthetic dataset spec {s!r}; use 'synthetic' or 'synthetic:N'") from None
         num = min(num, max_items) if max_items else num
         return SyntheticVideo(num_items=num, resolution=resolution, num_frames=num_frames, seed=seed, flip=flip)
+    from mmtok.data.photos import PhotoPanVideo, parse_photo_spec
+
+    photo = parse_photo_spec(s)
+    if photo is not None:
+        num = min(photo[1], max_items) if max_items else photo[1]
+        return PhotoPanVideo(num_items=num, resolution=resolution, num_frames=num_frames, split=photo[0], seed=seed,
+                             flip=flip)
     p = Path(s).expanduser()
     if p.is_dir():
         return VideoFolder(p, resolution, num_frames, frame_stride, fps, crop, clip, flip, seed, max_items)
