@@ -83,6 +83,7 @@ from torch import Tensor
 import mmtok
 from mmtok.audio import seam_report
 from mmtok.data import SyntheticAudio, open_dataset
+from mmtok.metrics.baselines import mulaw, mulaw_rate
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
 from benchlib import _log, _sync, load_average, peak_memory, release_memory, set_mmap_threshold, table  # noqa: E402
@@ -553,27 +554,11 @@ def render_seams(seams: list[dict[str, Any]]) -> str:
 
 # --- 4. quality vs trivial baselines ---------------------------------------------------------
 def baseline_rate(kbps: float, bits: int) -> int:
-    """Sample rate r (Hz) of a ``bits``-bit PCM stream at ``kbps``: r * bits = kbps * 1000."""
-    if bits < 1 or kbps <= 0:
-        raise ValueError(f"need bits >= 1 and kbps > 0, got bits={bits}, kbps={kbps}")
-    r = int(round(kbps * 1000 / bits))
-    if r < 1:
-        raise ValueError(f"{kbps} kbps at {bits} bits is below 1 sample/s")
-    return r
+    return mulaw_rate(kbps, bits)
 
 
 def mulaw_baseline(x: Tensor, sample_rate: int, kbps: float, bits: int) -> Tensor:
-    """Trivial codec at ``kbps``: resample (B, C, S) to r = kbps * 1000 / bits Hz, mu-law quantize
-    to ``bits`` bits, resample back -> (B, C, S) in [-1, 1]."""
-    import torchaudio.functional as AF
-
-    r = baseline_rate(kbps, bits)
-    low = AF.resample(x, sample_rate, r).clamp(-1, 1) if r < sample_rate else x
-    q = AF.mu_law_decoding(AF.mu_law_encoding(low, 2**bits), 2**bits)
-    y = AF.resample(q, r, sample_rate) if r < sample_rate else q
-    s = x.shape[-1]
-    y = y[..., :s] if y.shape[-1] >= s else torch.nn.functional.pad(y, (0, s - y.shape[-1]))
-    return y.clamp(-1, 1)
+    return mulaw(x, sample_rate, kbps, bits)
 
 
 def quality(est: Tensor, ref: Tensor, sample_rate: int) -> dict[str, float]:
