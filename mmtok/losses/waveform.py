@@ -1,0 +1,77 @@
+"""Waveform terms for audio codecs ``(B, C, S)`` in [-1, 1]: what the spectral terms cannot see.
+
+Mel / STFT magnitudes carry the spectral envelope only: a codec trained on them alone
+learns no phase (SI-SDR far below 0 dB) and drifts in level. These terms add it back:
+
+- :class:`SISDRLoss` (registered term ``sisdr``): the negative scale-invariant SDR in dB,
+  ``-10 log10(|a x|^2 / |a x - y|^2)`` with ``a = <y, x> / |x|^2`` (zero-mean), per channel,
+  averaged. It asks for the waveform (phase) but, being scale-invariant, never for a
+  smaller output (a waveform L1 / L2 under uncertain phase shrinks the output towards 0).
+- :class:`GainLoss` (registered term ``gain``): ``|log10 rms(y) - log10 rms(x)|`` per
+  channel (rms over the whole item, floored at ``eps``), the level the SI-SDR term ignores.
+
+Both run in fp32 with autocast disabled; ``forward(recon, x)`` returns a 0-dim loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mmtok.losses.terms import register_loss_term
+
+
+def _check(recon: Tensor, x: Tensor, what: str) -> None:
+    if x.ndim != 3 or recon.shape != x.shape:
+        raise ValueError(f"{what} expects waveforms (B, C, S) of one shape, got {tuple(recon.shape)} and {tuple(x.shape)}")
+
+
+class SISDRLoss(nn.Module):
+    """Negative SI-SDR in dB (mean over items and channels); ``eps`` guards silent items."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.eps = float(eps)
+
+    def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
+        _check(recon, x, "SISDRLoss")
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            y, r = recon.float(), x.float()
+            y, r = y - y.mean(-1, keepdim=True), r - r.mean(-1, keepdim=True)
+            a = (y * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + self.eps)
+            target = a * r
+            ratio = (target.pow(2).sum(-1) + self.eps) / ((target - y).pow(2).sum(-1) + self.eps)
+            return -10 * torch.log10(ratio).mean()
+
+
+class GainLoss(nn.Module):
+    """``|log10 rms(recon) - log10 rms(x)|`` per item and channel, averaged (0-dim)."""
+
+    def __init__(self, eps: float = 1e-4) -> None:
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f"eps must be > 0, got {eps}")
+        self.eps = float(eps)
+
+    def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
+        _check(recon, x, "GainLoss")
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            def level(v: Tensor) -> Tensor:
+                return v.float().pow(2).mean(-1).add(self.eps**2).log10() / 2
+
+            return (level(recon) - level(x)).abs().mean()
+
+
+def _sisdr_term(sample_rate: int | None = None, **options: float) -> SISDRLoss:
+    """``sample_rate`` is accepted (and unused) so configs can pass it to every audio term."""
+    return SISDRLoss(**options)
+
+
+def _gain_term(sample_rate: int | None = None, **options: float) -> GainLoss:
+    return GainLoss(**options)
+
+
+register_loss_term("sisdr", _sisdr_term)
+register_loss_term("gain", _gain_term)
