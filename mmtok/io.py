@@ -52,6 +52,20 @@ def default_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~current_umask()
 
 
+def apply_default_modes(root: str | Path) -> None:
+    """Give every file and folder under ``root`` the mode a plain ``open()`` / ``mkdir()`` would.
+
+    Libraries that write through their own temporary files (safetensors' ``save_file`` /
+    ``save_model`` leave 0600, ``tempfile`` 0600 / 0700) would otherwise leave outputs
+    unreadable by the group whatever the umask says.
+    """
+    file_mode, dir_mode = default_mode(), default_mode(directory=True)
+    for p in Path(root).rglob("*"):
+        if p.is_symlink():
+            continue
+        os.chmod(p, dir_mode if p.is_dir() else file_mode)
+
+
 def atomic_write(path: str | Path, write_fn: Callable[[Path], None]) -> Path:
     """Call ``write_fn(tmp_path)`` then fsync and rename ``tmp_path`` to ``path``."""
     path = Path(path)
@@ -95,9 +109,11 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     try:
         os.chmod(staging, default_mode(directory=True))
         yield staging
-        for f in staging.iterdir():
-            with open(f, "rb+") as fh:
-                os.fsync(fh.fileno())
+        apply_default_modes(staging)
+        for f in staging.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                with open(f, "rb+") as fh:
+                    os.fsync(fh.fileno())
         _fsync_dir(staging)
         old = None
         if target.exists():
