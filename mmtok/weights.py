@@ -139,7 +139,10 @@ def load_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint") -> d
                 state["__metadata__"] = dict(meta)
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
+        msg = str(e).lower()
+        if "global" not in msg and "reduce" not in msg:  # no forbidden object: a damaged or foreign file
+            raise WeightsError(f"cannot read {what} from {path} (damaged or not a torch file: {str(e)[:200]})") from None
         raise WeightsError(
             f"refusing to load {what} from {path}: it holds Python objects or code beyond tensors and plain "
             "containers, which mmtok never unpickles; re-save its tensors with torch.save(state_dict)"
