@@ -142,7 +142,9 @@ def load_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint") -> d
     except pickle.UnpicklingError as e:
         msg = str(e).lower()
         if "global" not in msg and "reduce" not in msg:  # no forbidden object: a damaged or foreign file
-            raise WeightsError(f"cannot read {what} from {path} (damaged or not a torch file: {str(e)[:200]})") from None
+            detail = next((ln.strip() for ln in str(e).splitlines() if ln.strip().startswith("Unsupported")), str(e)[:120])
+            raise WeightsError(f"cannot read {what} from {path}: damaged, not a torch.save file, or a pickle beyond "
+                               f"tensors and plain containers, which mmtok never unpickles ({detail})") from None
         raise WeightsError(
             f"refusing to load {what} from {path}: it holds Python objects or code beyond tensors and plain "
             "containers, which mmtok never unpickles; re-save its tensors with torch.save(state_dict)"
