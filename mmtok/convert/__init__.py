@@ -152,12 +152,24 @@ def convert_checkpoint(src: str | os.PathLike, format: str = "auto", **options: 
     return model, report
 
 
+def _is_mmtok_folder(p: Path) -> bool:
+    """Whether ``p/config.json`` is mmtok's own (``family`` + ``config``): reference folders
+    such as TiTok's Hugging Face repos have a ``config.json`` of their own."""
+    import json
+
+    try:
+        meta = json.loads((p / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "family" in meta and "config" in meta
+
+
 def looks_like_reference_checkpoint(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a file (or a folder without ``config.json``) that ``convert_checkpoint`` may read."""
+    """Whether ``path`` is a file (or a folder that is not an mmtok checkpoint) that ``convert_checkpoint`` may read."""
     p = Path(path).expanduser()
     if p.is_file():
         return True
-    return p.is_dir() and not (p / "config.json").is_file() and any(
+    return p.is_dir() and not _is_mmtok_folder(p) and any(
         (p / n).is_file() for c in (_load_all() or _CONVERTERS.values()) for n in c.file_names)
 
 
