@@ -154,13 +154,16 @@ def convert_checkpoint(src: str | os.PathLike, format: str = "auto", **options: 
 
 def _is_mmtok_folder(p: Path) -> bool:
     """Whether ``p/config.json`` is mmtok's own (``family`` + ``config``): reference folders
-    such as TiTok's Hugging Face repos have a ``config.json`` of their own."""
+    such as TiTok's Hugging Face repos have a ``config.json`` of their own. An unreadable
+    ``config.json`` counts as mmtok's, so its loader reports what is wrong with it."""
     import json
 
+    if not (p / "config.json").is_file():
+        return False
     try:
         meta = json.loads((p / "config.json").read_text())
     except (OSError, ValueError):
-        return False
+        return True
     return isinstance(meta, dict) and "family" in meta and "config" in meta
 
 
