@@ -75,10 +75,9 @@ class CodebookPixelHead(nn.Module):
 
     def forward(self, h: Tensor, grid: tuple[int, int]) -> Tensor:
         """h: (B, gh*gw, width) -> (B, out_channels, gh*f, gw*f)."""
-        logits = self.logits(h).float()  # (B, N, codebook_size)
-        if self.soft:
-            z = logits.softmax(-1) @ self.codebook.float()  # (B, N, z_channels)
+        logits = rearrange(self.logits(h).float(), "b (gh gw) c -> b c gh gw", gh=grid[0], gw=grid[1])
+        if self.soft:  # channels-first, as TiTok computes it (bitwise the same soft embedding)
+            z = torch.einsum("bchw,cd->bdhw", logits.softmax(1), self.codebook.float())
         else:  # hard codes: no gradient reaches the ViT through this path
-            z = self.codebook.float()[logits.argmax(-1)]
-        z = rearrange(z, "b (gh gw) d -> b d gh gw", gh=grid[0], gw=grid[1]).to(h.dtype)
-        return self.decoder(z)
+            z = self.codebook.float()[logits.argmax(1)].permute(0, 3, 1, 2)
+        return self.decoder(z.to(h.dtype))  # z: (B, z_channels, gh, gw)
