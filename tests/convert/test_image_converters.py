@@ -296,3 +296,38 @@ def test_foreign_and_corrupt_files_fail_in_one_line(tmp_path, capsys):
     assert "not a LlamaGen VQ checkpoint" in capsys.readouterr().err
     assert cli_main(["convert", str(foreign), str(tmp_path / "out"), "--format", "titok"]) == 2
     assert "not a TiTok checkpoint" in capsys.readouterr().err
+
+
+# --- the layout options themselves (no reference needed) -----------------------------------
+def test_reference_layout_options_build_train_and_round_trip(tmp_path):
+    """The options the converters set are ordinary config fields: off by default (the default
+    state dicts are unchanged), and with them on a model trains, saves and reloads."""
+    from mmtok.layers.conv import AttnBlock2d
+
+    plain = mmtok.create_tokenizer("titok_t32_fsq")
+    assert not any(k.startswith(("encoder.cls_token", "encoder.ln_pre", "decoder.head_conv")) for k in plain.state_dict())
+    assert not any(isinstance(m, AttnBlock2d) for m in mmtok.create_tokenizer("vqgan_t_f8_vq").encoder.down)
+
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    toks = [
+        mmtok.create_tokenizer("titok_t32_vq", class_token=True, ln_pre=True, legacy_token_reshape=True,
+                               decoder_head="codebook",
+                               pixel_decoder=dict(codebook_size=64, z_channels=32, base_channels=32, channel_mult=[1, 1, 1],
+                                                  num_res_blocks=1)),
+        mmtok.create_tokenizer("titok_t32_fsq", class_token=True, decoder_head="linear_conv", causal_latents=True),
+        mmtok.create_tokenizer("vqgan_t_f8_vq", level_attention=True),
+    ]
+    for i, tok in enumerate(toks):
+        out = tok(x)
+        (out.recon.square().mean() + out.loss).backward()
+        first = next(p for n, p in tok.named_parameters() if n.startswith("encoder."))
+        assert first.grad is not None and float(first.grad.abs().sum()) > 0
+        tok.eval()
+        tok.save_pretrained(tmp_path / str(i))
+        again = mmtok.load_tokenizer(tmp_path / str(i))
+        assert torch.equal(again.encode(x), tok.encode(x))
+        assert torch.equal(again.decode(tok.encode(x)), tok.decode(tok.encode(x)))
+    with pytest.raises(ValueError, match="decoder_head"):
+        mmtok.create_tokenizer("titok_t32_fsq", decoder_head="conv")
+    with pytest.raises(ValueError, match="upsamples by"):
+        mmtok.create_tokenizer("titok_t32_fsq", decoder_head="codebook")  # f16 VQGAN vs patch 4
