@@ -138,7 +138,12 @@ def load_checkpoint_file(path: str | os.PathLike, what: str = "checkpoint") -> d
             if meta:
                 state["__metadata__"] = dict(meta)
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            import argparse
+
+            # training scripts (LlamaGen's among them) save their argparse.Namespace next to the
+            # weights; rebuilding one only sets attributes, so it is allowed beside plain containers
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e).lower()
         if "global" not in msg and "reduce" not in msg:  # no forbidden object: a damaged or foreign file

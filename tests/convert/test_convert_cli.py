@@ -55,3 +55,15 @@ def test_load_tokenizer_still_reads_mmtok_folders(tmp_path):
     assert type(again) is type(tok)
     with pytest.raises(FileNotFoundError):
         mmtok.load_tokenizer(tmp_path / "missing")
+
+
+def test_training_saves_with_an_argparse_namespace_load(tmp_path):
+    """LlamaGen-style training saves keep their ``args`` Namespace; it loads, code never runs."""
+    import argparse
+
+    from mmtok.weights import load_checkpoint_file
+
+    src = tmp_path / "ckpt.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=1e-4, name="vq")}, src)
+    state = load_checkpoint_file(src)
+    assert state["args"].lr == 1e-4 and torch.equal(state["model"]["w"], torch.ones(2))
