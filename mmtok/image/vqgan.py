@@ -37,6 +37,14 @@ class VQGANConfig:
     z_channels: int = 256
     mid_attention: bool = True
     dropout: float = 0.0
+    # GroupNorm keeps >= this many channels per group (1 = up to 32 groups: InstanceNorm on
+    # 32-channel maps, which erases each image's colour and level; widths >= 128 are unchanged)
+    norm_min_group_channels: int = 4
+    # zero-init the second conv of every ResBlock: the stacks start as their skip paths
+    zero_init_residual: bool = True
+    # attention after every res block at the lowest resolution, encoder and decoder
+    # (taming / LlamaGen VQ layout; mmtok's default has attention in the mid block only)
+    level_attention: bool = False
     quantizer: dict[str, Any] = field(default_factory=lambda: dict(VQGAN_VQ))
 
 
@@ -63,6 +71,9 @@ class VQGANTokenizer(ImageTokenizer):
             z_channels=c.z_channels,
             mid_attention=c.mid_attention,
             dropout=c.dropout,
+            min_group_channels=c.norm_min_group_channels,
+            zero_init_residual=c.zero_init_residual,
+            level_attention=c.level_attention,
         )
         self.encoder = ConvEncoder2d(in_channels=c.in_channels, **kw)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.z_channels)
@@ -131,7 +142,11 @@ def vqgan_f8_vq(**overrides: Any) -> VQGANTokenizer:
 
 @register_tokenizer
 def vqgan_t_f8_vq(**overrides: Any) -> VQGANTokenizer:
-    """Tiny 2D VQGAN f8 for tests / CPU demos: 32px -> 4x4 codes, VQ 1024 x 8-d l2."""
+    """Tiny 2D VQGAN f8 for tests / CPU demos: 32px -> 4x4 codes, VQ 512 x 8-d l2.
+
+    512 codes and a dead-code threshold of 0.1: a CPU batch (16 x 64 tokens at 64px) gives each
+    of 1024 codes < 1 vector per step, so with the usual threshold 2.0 every code counted as
+    dead and was resampled from the batch at every step (the codebook never settled)."""
     return _vqgan(
         dict(
             image_size=32,
@@ -139,7 +154,7 @@ def vqgan_t_f8_vq(**overrides: Any) -> VQGANTokenizer:
             channel_mult=(1, 2, 2, 2),
             num_res_blocks=1,
             z_channels=32,
-            quantizer={**VQGAN_VQ, "codebook_size": 1024},
+            quantizer={**VQGAN_VQ, "codebook_size": 512, "threshold_ema_dead_code": 0.1},
         ),
         overrides,
     )

@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Does the tiny 2D preset learn? Train ``vqgan_t_f8_vq`` on real photo crops for a fixed
+CPU-time budget and compare with trivial baselines on held-out crops, old and new settings
+side by side.
+
+Each trained row runs at 64x64 (f8: an 8x8 code grid) on ``photos`` (random crops of the top
+75% of the scikit-image sample photos) for ``--budget-min`` CPU minutes of one thread
+(process CPU time), then encodes and decodes ``--val`` held-out crops (``photos_val``, the
+bottom 25%, never seen in training). Columns: PSNR, its margin over each image's mean colour
+(:func:`mmtok.metrics.baselines.mean_colour`), distinct codes used on the held-out set /
+codebook size, CPU minutes of training. "old settings" is the preset before the fix
+(GroupNorm with up to 32 groups = InstanceNorm on 32-channel maps, default ResBlock init,
+1024 codes with dead-code threshold 2.0) trained with the loop's default optimiser (batch 16,
+lr 1e-4, L1); "fixed" is the preset as shipped with ``configs/image/vqgan_t_f8_photos.yaml``.
+
+    python eval/bench_learn_2d.py                    # 10 CPU min per row, 2 rows at a time
+    python eval/bench_learn_2d.py --budget-min 3 --jobs 1
+
+Rows run in subprocesses (one torch thread each); JSON to ``runs/bench_learn_2d/<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RES = 64
+PRESET = "vqgan_t_f8_vq"
+
+# mmtok/configs/image/vqgan_t_f8_photos.yaml, and the training loop's defaults (the old recipe)
+NEW_OPTIM = dict(batch=16, lr=4e-4, warmup_steps=50, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
+                 l1=1.0, l2=1.0, ema=0.99)
+OLD_OPTIM = dict(batch=16, lr=1e-4, warmup_steps=100, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
+                 l1=1.0, l2=0.0, ema=0.999)
+OLD_PRESET = dict(norm_min_group_channels=1, zero_init_residual=False,
+                  quantizer={"type": "vq", "codebook_size": 1024, "codebook_dim": 8, "use_cosine_sim": True,
+                             "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0})
+
+ROWS: dict[str, dict[str, Any]] = {
+    "old": dict(label=f"{PRESET}, old settings", overrides=OLD_PRESET, optim=OLD_OPTIM),
+    "new": dict(label=f"{PRESET} (fixed)", overrides={}, optim=NEW_OPTIM),
+}
+
+
+def set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def held_out(n: int, seed: int = 0):
+    """(n, 3, 64, 64) held-out crops in [-1, 1]."""
+    import torch
+
+    from mmtok.data import open_dataset
+
+    ds = open_dataset(f"photos_val:{n}", "image", resolution=RES, seed=seed)
+    return torch.stack([ds[i]["x"] for i in range(len(ds))])
+
+
+def build(overrides: dict[str, Any]):
+    import mmtok
+
+    return mmtok.create_tokenizer(PRESET, image_size=RES, **overrides)
+
+
+def evaluate(tok, x) -> dict[str, float]:
+    """PSNR and distinct codes of ``tok`` (eval mode) on held-out images ``x``."""
+    import torch
+
+    from mmtok.metrics.baselines import psnr
+
+    tok.eval()
+    recon, codes = [], []
+    with torch.no_grad():
+        for chunk in x.split(64):
+            c = tok.encode(chunk)
+            codes.append(c)
+            recon.append(tok.decode(c))
+    used = int(torch.unique(torch.cat(codes)).numel())
+    return {"psnr": psnr(torch.cat(recon), x), "used_codes": used, "codebook_size": int(tok.codebook_size),
+            "usage": used / tok.codebook_size}
+
+
+def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: int = 0):
+    """Train for ``budget_s`` process CPU seconds (cosine over the CPU budget after a warmup in
+    steps); returns (model to evaluate: EMA when on, steps, CPU seconds)."""
+    import torch
+
+    from mmtok.data import open_dataset
+    from mmtok.training.ema import EMA
+    from mmtok.training.schedule import lr_at
+
+    torch.manual_seed(seed)
+    tok = build(overrides).train()
+    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
+    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    data = open_dataset("photos:1048576", "image", resolution=RES, flip=True, seed=seed)
+    t0, step, total = time.process_time(), 0, 10_000
+    while (used := time.process_time() - t0) < budget_s:
+        w = o["warmup_steps"]
+        s = step if step < w else w + int((total - w) * used / budget_s)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
+        x = torch.stack([data[step * o["batch"] + i]["x"] for i in range(o["batch"])])
+        out = tok(x)
+        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            ema.update(tok)
+        step += 1
+    return (ema.module if ema is not None else tok), step, time.process_time() - t0
+
+
+def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dict[str, Any]:
+    set_threads()
+    model, steps, cpu = train(spec["overrides"], spec["optim"], budget_s, seed)
+    return {**evaluate(model, held_out(val)), "label": spec["label"], "row": spec.get("row"), "steps": steps,
+            "images": steps * spec["optim"]["batch"], "cpu_min": cpu / 60, "overrides": spec["overrides"],
+            "optim": spec["optim"]}
+
+
+def static_rows(val: int, seed: int) -> list[dict[str, Any]]:
+    """Mean colour and the untrained (fixed) preset."""
+    import torch
+
+    from mmtok.metrics.baselines import mean_colour, psnr
+
+    set_threads()
+    x = held_out(val)
+    torch.manual_seed(seed)
+    return [
+        {"label": "mean colour (baseline)", "row": "mean_colour", "psnr": psnr(mean_colour(x), x), "used_codes": None,
+         "codebook_size": None, "usage": None, "cpu_min": 0.0},
+        {**evaluate(build({}), x), "label": f"{PRESET} untrained", "row": "untrained", "cpu_min": 0.0},
+    ]
+
+
+def print_table(rows: list[dict[str, Any]], budget_min: float, val: int) -> None:
+    base = next(r["psnr"] for r in rows if r["row"] == "mean_colour")
+    print(f"\n{PRESET} at {RES}x{RES} (8x8 codes) trained on photos for {budget_min:g} CPU min (1 thread); "
+          f"{val} held-out photos_val crops")
+    print("\n| method | PSNR (dB) | vs mean colour (dB) | codes used / codebook | CPU min |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        codes = "-" if r["used_codes"] is None else f"{r['used_codes']} / {r['codebook_size']} ({100 * r['usage']:.0f}%)"
+        print(f"| {r['label']} | {r['psnr']:.2f} | {r['psnr'] - base:+.2f} | {codes} | {r['cpu_min']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-min", type=float, default=10.0, help="CPU minutes of training per row (1 thread)")
+    p.add_argument("--val", type=int, default=256, help="held-out crops (>= 256)")
+    p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process, one thread each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="default: runs/bench_learn_2d/<time>.json")
+    p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    if args._one:  # child: one trained row as JSON on the last stdout line
+        spec = json.loads(args._one)
+        print(json.dumps(train_row(spec["spec"], spec["budget_s"], spec["val"], spec["seed"])))
+        return 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [(name, json.dumps({"spec": {**ROWS[name], "row": name}, "budget_s": args.budget_min * 60,
+                                  "val": args.val, "seed": args.seed})) for name in args.rows]
+    running: list[tuple[str, subprocess.Popen]] = []
+    results: dict[str, dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            name, spec = pending.pop(0)
+            print(f"training {name} ({args.budget_min:g} CPU min) ...", file=sys.stderr, flush=True)
+            running.append((name, subprocess.Popen([sys.executable, __file__, "--_one", spec], env=env,
+                                                   stdout=subprocess.PIPE, text=True)))
+        for name, proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((name, proc))
+            out = proc.stdout.read() if proc.stdout else ""
+            if proc.returncode != 0:
+                raise SystemExit(f"row {name} failed (exit {proc.returncode})")
+            results[name] = json.loads(out.strip().splitlines()[-1])
+            print(f"  {name}: {results[name]['psnr']:.2f} dB, {results[name]['used_codes']} codes", file=sys.stderr)
+        time.sleep(1.0)
+    rows = static_rows(args.val, args.seed) + [results[n] for n in args.rows]
+    print_table(rows, args.budget_min, args.val)
+    path = Path(args.json or f"runs/bench_learn_2d/{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, "resolution": RES, "rows": rows}, indent=2))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
