@@ -10,7 +10,11 @@ learns no phase (SI-SDR far below 0 dB) and drifts in level. These terms add it 
 - :class:`GainLoss` (registered term ``gain``): ``|log10 rms(y) - log10 rms(x)|`` per
   channel (rms over the whole item, floored at ``eps``), the level the SI-SDR term ignores.
 
-Both run in fp32 with autocast disabled; ``forward(recon, x)`` returns a 0-dim loss.
+Silent targets are left out of both (items x channels whose reference rms is below
+``min_rms``): SI-SDR against digital silence is undefined, and its gradient (like that of a
+log level against a floor) grows as the output shrinks, which pushed short runs to collapse
+to a constant output; the mel term still asks for silence there. Both run in fp32 with
+autocast disabled; ``forward(recon, x)`` returns a 0-dim loss (0 when every target is silent).
 """
 
 from __future__ import annotations
@@ -26,14 +30,19 @@ def _check(recon: Tensor, x: Tensor, what: str) -> None:
         raise ValueError(f"{what} expects waveforms (B, C, S) of one shape, got {tuple(recon.shape)} and {tuple(x.shape)}")
 
 
-class SISDRLoss(nn.Module):
-    """Negative SI-SDR in dB (mean over items and channels); ``eps`` guards silent items."""
+def _masked_mean(v: Tensor, keep: Tensor) -> Tensor:
+    """Mean of ``v`` over ``keep`` (same shape, bool); 0 (with a graph) when nothing is kept."""
+    return (v * keep).sum() / keep.sum().clamp_min(1)
 
-    def __init__(self, eps: float = 1e-8) -> None:
+
+class SISDRLoss(nn.Module):
+    """Negative SI-SDR in dB, mean over the items and channels whose target rms >= ``min_rms``."""
+
+    def __init__(self, eps: float = 1e-8, min_rms: float = 1e-3) -> None:
         super().__init__()
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.eps = float(eps)
+        if eps <= 0 or min_rms < 0:
+            raise ValueError(f"need eps > 0 and min_rms >= 0, got {eps}, {min_rms}")
+        self.eps, self.min_rms = float(eps), float(min_rms)
 
     def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
         _check(recon, x, "SISDRLoss")
@@ -43,17 +52,19 @@ class SISDRLoss(nn.Module):
             a = (y * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + self.eps)
             target = a * r
             ratio = (target.pow(2).sum(-1) + self.eps) / ((target - y).pow(2).sum(-1) + self.eps)
-            return -10 * torch.log10(ratio).mean()
+            keep = r.pow(2).mean(-1) >= self.min_rms**2
+            return _masked_mean(-10 * torch.log10(ratio), keep)
 
 
 class GainLoss(nn.Module):
-    """``|log10 rms(recon) - log10 rms(x)|`` per item and channel, averaged (0-dim)."""
+    """``|log10 rms(recon) - log10 rms(x)|`` per item and channel, averaged over the targets
+    with rms >= ``min_rms`` (rms floored at ``eps``)."""
 
-    def __init__(self, eps: float = 1e-4) -> None:
+    def __init__(self, eps: float = 1e-4, min_rms: float = 1e-3) -> None:
         super().__init__()
-        if eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
-        self.eps = float(eps)
+        if eps <= 0 or min_rms < 0:
+            raise ValueError(f"need eps > 0 and min_rms >= 0, got {eps}, {min_rms}")
+        self.eps, self.min_rms = float(eps), float(min_rms)
 
     def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
         _check(recon, x, "GainLoss")
@@ -61,7 +72,8 @@ class GainLoss(nn.Module):
             def level(v: Tensor) -> Tensor:
                 return v.float().pow(2).mean(-1).add(self.eps**2).log10() / 2
 
-            return (level(recon) - level(x)).abs().mean()
+            keep = x.float().pow(2).mean(-1) >= self.min_rms**2
+            return _masked_mean((level(recon) - level(x)).abs(), keep)
 
 
 def _sisdr_term(sample_rate: int | None = None, **options: float) -> SISDRLoss:
