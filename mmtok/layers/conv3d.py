@@ -70,10 +70,12 @@ class FrameGroupNorm(nn.GroupNorm):
         return unfold_time(super().forward(fold_time(x)), x.shape[2])
 
 
-def group_norm3d(channels: int, max_groups: int = 32) -> FrameGroupNorm:
+def group_norm3d(channels: int, max_groups: int = 32, min_group_channels: int = 1) -> FrameGroupNorm:
     """Per-frame GroupNorm with the largest group count <= ``max_groups`` dividing ``channels``
-    (the same groups as ``mmtok.layers.conv.group_norm``)."""
-    return FrameGroupNorm(group_norm(channels, max_groups).num_groups, channels, eps=1e-6)
+    that leaves >= ``min_group_channels`` channels per group (the same groups as
+    ``mmtok.layers.conv.group_norm``). One channel per group is a per-frame InstanceNorm: it
+    removes every frame's colour and level from each map (``min_group_channels=4`` keeps them)."""
+    return FrameGroupNorm(group_norm(channels, max_groups, min_group_channels).num_groups, channels, eps=1e-6)
 
 
 class ChannelLayerNorm(nn.LayerNorm):
@@ -86,10 +88,10 @@ class ChannelLayerNorm(nn.LayerNorm):
 NORMS = ("group", "layer")
 
 
-def norm3d(kind: str, channels: int) -> nn.Module:
+def norm3d(kind: str, channels: int, min_group_channels: int = 1) -> nn.Module:
     """``"group"``: ``group_norm3d`` (per frame); ``"layer"``: ``ChannelLayerNorm`` (per position)."""
     if kind == "group":
-        return group_norm3d(channels)
+        return group_norm3d(channels, min_group_channels=min_group_channels)
     if kind == "layer":
         return ChannelLayerNorm(channels, eps=1e-6)
     raise ValueError(f"norm must be one of {NORMS}, got {kind!r}")
@@ -194,15 +196,19 @@ class ResBlock3d(nn.Module):
     skip; (B, C_in, T, H, W) -> (B, C_out, T, H, W). Names mirror ``ResBlock2d``."""
 
     def __init__(self, in_channels: int, out_channels: int | None = None, dropout: float = 0.0,
-                 causal: bool = True, kernel_size: Size3 = 3, norm: str = "group") -> None:
+                 causal: bool = True, kernel_size: Size3 = 3, norm: str = "group",
+                 min_group_channels: int = 1, zero_init: bool = False) -> None:
         super().__init__()
         out_channels = out_channels or in_channels
-        self.norm1 = norm3d(norm, in_channels)
+        self.norm1 = norm3d(norm, in_channels, min_group_channels)
         self.conv1 = CausalConv3d(in_channels, out_channels, kernel_size, causal=causal)
-        self.norm2 = norm3d(norm, out_channels)
+        self.norm2 = norm3d(norm, out_channels, min_group_channels)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = CausalConv3d(out_channels, out_channels, kernel_size, causal=causal)
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        if zero_init:  # the block starts as its skip connection (identity when widths match)
+            nn.init.zeros_(self.conv2.weight)
+            nn.init.zeros_(self.conv2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
@@ -278,13 +284,15 @@ def _temporal_levels(num_levels: int, temporal_downsamples: int) -> list[bool]:
     return [i >= n - temporal_downsamples for i in range(n)]
 
 
-def _mid_block(ch: int, attention: bool, dropout: float, causal: bool, norm: str) -> nn.Sequential:
+def _mid_block(ch: int, attention: bool, dropout: float, causal: bool, norm: str,
+               min_group_channels: int = 1, zero_init: bool = False) -> nn.Sequential:
     """ResBlock, per-frame attention (or identity), ResBlock: the middle of the encoder and decoder
     (the same parameter names as the 2D ``mid`` so 2D weights inflate into it)."""
+    res = dict(norm=norm, min_group_channels=min_group_channels, zero_init=zero_init)
     return nn.Sequential(
-        ResBlock3d(ch, ch, dropout, causal, norm=norm),
-        FrameAttnBlock(ch) if attention else nn.Identity(),
-        ResBlock3d(ch, ch, dropout, causal, norm=norm),
+        ResBlock3d(ch, ch, dropout, causal, **res),
+        FrameAttnBlock(ch, min_group_channels=min_group_channels) if attention else nn.Identity(),
+        ResBlock3d(ch, ch, dropout, causal, **res),
     )
 
 
@@ -309,22 +317,25 @@ class CausalEncoder3d(nn.Module):
         dropout: float = 0.0,
         causal: bool = True,
         norm: str = "group",
+        min_group_channels: int = 1,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         temporal = _temporal_levels(len(channel_mult), temporal_downsamples)
+        res = dict(norm=norm, min_group_channels=min_group_channels, zero_init=zero_init_residual)
         self.conv_in = CausalConv3d(in_channels, base_channels, 3, causal=causal)
         blocks: list[nn.Module] = []
         ch = base_channels
         for i, mult in enumerate(channel_mult):
             out = base_channels * mult
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock3d(ch, out, dropout, causal, norm=norm))
+                blocks.append(ResBlock3d(ch, out, dropout, causal, **res))
                 ch = out
             if i < len(channel_mult) - 1:
                 blocks.append(Downsample3d(ch, spatial=True, temporal=temporal[i], causal=causal))
         self.down = nn.Sequential(*blocks)
-        self.mid = _mid_block(ch, mid_attention, dropout, causal, norm)
-        self.norm_out = norm3d(norm, ch)
+        self.mid = _mid_block(ch, mid_attention, dropout, causal, **res)
+        self.norm_out = norm3d(norm, ch, min_group_channels)
         self.conv_out = CausalConv3d(ch, z_channels, 3, causal=causal)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -349,22 +360,25 @@ class CausalDecoder3d(nn.Module):
         dropout: float = 0.0,
         causal: bool = True,
         norm: str = "group",
+        min_group_channels: int = 1,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         temporal = _temporal_levels(len(channel_mult), temporal_downsamples)
+        res = dict(norm=norm, min_group_channels=min_group_channels, zero_init=zero_init_residual)
         ch = base_channels * channel_mult[-1]
         self.conv_in = CausalConv3d(z_channels, ch, 3, causal=causal)
-        self.mid = _mid_block(ch, mid_attention, dropout, causal, norm)
+        self.mid = _mid_block(ch, mid_attention, dropout, causal, **res)
         blocks: list[nn.Module] = []
         for i, mult in reversed(list(enumerate(channel_mult))):
             out = base_channels * mult
             for _ in range(num_res_blocks + 1):
-                blocks.append(ResBlock3d(ch, out, dropout, causal, norm=norm))
+                blocks.append(ResBlock3d(ch, out, dropout, causal, **res))
                 ch = out
             if i > 0:  # undoes the encoder's i-1 -> i resolution change
                 blocks.append(Upsample3d(ch, spatial=True, temporal=temporal[i - 1], causal=causal))
         self.up = nn.Sequential(*blocks)
-        self.norm_out = norm3d(norm, ch)
+        self.norm_out = norm3d(norm, ch, min_group_channels)
         self.conv_out = CausalConv3d(ch, out_channels, 3, causal=causal)
 
     def forward(self, z: Tensor) -> Tensor:

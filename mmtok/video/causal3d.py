@@ -62,6 +62,12 @@ class Causal3dConfig:
     mid_attention: bool = True
     norm: str = "group"
     dropout: float = 0.0
+    # GroupNorm keeps >= this many channels per group (1 = up to 32 groups: a per-frame
+    # InstanceNorm on 8..32-channel maps, which erases each frame's colour and level; widths
+    # >= 128 are unchanged)
+    norm_min_group_channels: int = 4
+    # zero-init the second conv of every ResBlock: the stacks start as their skip paths
+    zero_init_residual: bool = True
     quantizer: dict[str, Any] = field(default_factory=lambda: dict(FSQ_64K))
 
 
@@ -113,6 +119,8 @@ class Causal3dTokenizer(VideoTokenizer):
             dropout=c.dropout,
             causal=c.causal,
             norm=c.norm,
+            min_group_channels=c.norm_min_group_channels,
+            zero_init_residual=c.zero_init_residual,
         )
         self.encoder = CausalEncoder3d(in_channels=c.in_channels, **kw)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.z_channels)

@@ -44,11 +44,13 @@ def config_from_image(image_tok: VQGANTokenizer, **overrides: Any) -> Causal3dCo
         temporal_factor=min(4, image_tok.factor),
         mid_attention=c.mid_attention,
         norm="group",
+        norm_min_group_channels=getattr(c, "norm_min_group_channels", 1),
         dropout=c.dropout,
         quantizer=dict(c.quantizer),
     )
     fixed = {"in_channels", "base_channels", "channel_mult", "num_res_blocks", "z_channels", "spatial_factor",
-             "mid_attention", "quantizer", "norm"}
+             "mid_attention", "quantizer", "norm",
+             "norm_min_group_channels"}
     clash = sorted(k for k in overrides if k in fixed and overrides[k] != defaults[k])
     if clash:
         raise ValueError(f"{clash} must match the image model to inflate its weights; leave them unset")

@@ -160,8 +160,10 @@ def test_tiled_shapes_on_frames_larger_than_a_tile():
 def test_tiled_decode_error_is_bounded_and_shrinks_with_overlap():
     # a spatially local model (per-position norm, no attention): tiles differ from the whole
     # frame only through their edges, and the linear blend keeps the seams bounded
+    # (random residual branches: zero-initialised ones would make the untrained model so local
+    # that tiles match exactly in the interior and the overlap comparison below is 0 < 0)
     torch.manual_seed(0)
-    tok = tiny(norm="layer", mid_attention=False)
+    tok = tiny(norm="layer", mid_attention=False, zero_init_residual=False)
     x = smooth(1, 1, 128, 128)
     r8, r32 = (tiling_report(tok, x, tile=64, overlap=ov) for ov in (8, 32))
     assert r8["tiles"] == [3, 3]

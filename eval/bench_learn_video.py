@@ -1,0 +1,208 @@
+#!/usr/bin/env python
+"""Does the tiny video preset learn? Train ``causal3d_tiny`` for a fixed CPU-time budget and
+compare with trivial baselines on held-out real moving content, old and new side by side.
+
+Clips are 17 frames of 32x32 (4x4x4: 5 x 8 x 8 codes). Held out: ``--val`` ``photos_val``
+clips (camera pans / zooms over the bottom 25% of the scikit-image sample photos, never
+seen in training). Columns: PSNR, its margin over each pixel's clip mean
+(:func:`mmtok.metrics.baselines.clip_mean`) and over the true first frame repeated
+(:func:`~mmtok.metrics.baselines.copy_first_frame`: given frame 0 losslessly), distinct codes
+used on the held-out set / codebook size, CPU minutes of training (process CPU time, 1 thread).
+
+Rows: ``old``: the preset before the fix (per-frame GroupNorm with one channel per group =
+InstanceNorm on the 8..16-channel maps, default ResBlock init) with the old main recipe
+(synthetic clips, batch 4, lr 2e-3); ``new``: the preset as shipped with
+``configs/video/causal3d_tiny_photos.yaml`` (photos pans, batch 4, lr 2e-3).
+
+    python eval/bench_learn_video.py                   # 15 CPU min per row, 2 rows at a time
+    python eval/bench_learn_video.py --budget-min 3 --jobs 1
+
+Rows run in subprocesses (one torch thread each); JSON to ``runs/bench_learn_video/<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RES, FRAMES = 32, 17
+PRESET = "causal3d_tiny"
+
+NEW_OPTIM = dict(data="photos", batch=4, lr=2e-3, warmup_steps=20, betas=(0.9, 0.99), weight_decay=0.0,
+                 min_lr_ratio=0.1, l1=1.0, l2=1.0, ema=0.99)
+OLD_OPTIM = dict(NEW_OPTIM, data="synthetic")
+OLD_PRESET = dict(norm_min_group_channels=1, zero_init_residual=False)
+
+ROWS: dict[str, dict[str, Any]] = {
+    "old": dict(label=f"{PRESET}, old preset + old recipe (synthetic)", overrides=OLD_PRESET, optim=OLD_OPTIM),
+    "new": dict(label=f"{PRESET} (fixed) + photos recipe", overrides={}, optim=NEW_OPTIM),
+    "old_photos": dict(label=f"{PRESET}, old preset + photos recipe", overrides=OLD_PRESET, optim=NEW_OPTIM),
+}
+
+
+def set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def held_out(n: int, seed: int = 0):
+    """(n, 3, 17, 32, 32) held-out photo-pan clips in [-1, 1]."""
+    import torch
+
+    from mmtok.data import open_dataset
+
+    ds = open_dataset(f"photos_val:{n}", "video", resolution=RES, num_frames=FRAMES, seed=seed)
+    return torch.stack([ds[i]["x"] for i in range(len(ds))])
+
+
+def build(overrides: dict[str, Any]):
+    import mmtok
+
+    return mmtok.create_tokenizer(PRESET, num_frames=FRAMES, **overrides)
+
+
+def evaluate(tok, x) -> dict[str, float]:
+    import torch
+
+    from mmtok.metrics.baselines import psnr
+
+    tok.eval()
+    recon, codes = [], []
+    with torch.no_grad():
+        for chunk in x.split(16):
+            c = tok.encode(chunk)
+            codes.append(c)
+            recon.append(tok.decode(c))
+    used = int(torch.unique(torch.cat(codes)).numel())
+    return {"psnr": psnr(torch.cat(recon), x), "used_codes": used, "codebook_size": int(tok.codebook_size),
+            "usage": used / tok.codebook_size}
+
+
+def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: int = 0):
+    """Train for ``budget_s`` process CPU seconds (cosine over the budget after a warmup in steps)."""
+    import torch
+
+    from mmtok.data import open_dataset
+    from mmtok.training.ema import EMA
+    from mmtok.training.schedule import lr_at
+
+    torch.manual_seed(seed)
+    tok = build(overrides).train()
+    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
+    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    data = open_dataset(f"{o['data']}:1048576", "video", resolution=RES, num_frames=FRAMES, seed=seed)
+    t0, step, total = time.process_time(), 0, 10_000
+    while (used := time.process_time() - t0) < budget_s:
+        w = o["warmup_steps"]
+        s = step if step < w else w + int((total - w) * used / budget_s)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
+        x = torch.stack([data[step * o["batch"] + i]["x"] for i in range(o["batch"])])
+        out = tok(x)
+        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            ema.update(tok)
+        step += 1
+    return (ema.module if ema is not None else tok), step, time.process_time() - t0
+
+
+def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dict[str, Any]:
+    set_threads()
+    model, steps, cpu = train(spec["overrides"], spec["optim"], budget_s, seed)
+    return {**evaluate(model, held_out(val)), "label": spec["label"], "row": spec.get("row"), "steps": steps,
+            "clips": steps * spec["optim"]["batch"], "cpu_min": cpu / 60, "overrides": spec["overrides"],
+            "optim": spec["optim"]}
+
+
+def static_rows(val: int, seed: int) -> list[dict[str, Any]]:
+    import torch
+
+    from mmtok.metrics.baselines import clip_mean, copy_first_frame, psnr
+
+    set_threads()
+    x = held_out(val)
+    torch.manual_seed(seed)
+    none = {"used_codes": None, "codebook_size": None, "usage": None, "cpu_min": 0.0}
+    return [
+        {"label": "clip mean (baseline)", "row": "clip_mean", "psnr": psnr(clip_mean(x), x), **none},
+        {"label": "copy first frame (baseline, lossless frame 0)", "row": "copy_first_frame",
+         "psnr": psnr(copy_first_frame(x), x), **none},
+        {**evaluate(build({}), x), "label": f"{PRESET} untrained", "row": "untrained", "cpu_min": 0.0},
+    ]
+
+
+def print_table(rows: list[dict[str, Any]], budget_min: float, val: int) -> None:
+    base = next(r["psnr"] for r in rows if r["row"] == "clip_mean")
+    first = next(r["psnr"] for r in rows if r["row"] == "copy_first_frame")
+    print(f"\n{PRESET} at {FRAMES}x{RES}x{RES} (5x8x8 codes), {budget_min:g} CPU min per trained row (1 thread); "
+          f"{val} held-out photos_val pan/zoom clips")
+    print("\n| method | PSNR (dB) | vs clip mean (dB) | vs copy-first-frame (dB) | codes used / codebook | CPU min |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        codes = "-" if r["used_codes"] is None else f"{r['used_codes']} / {r['codebook_size']} ({100 * r['usage']:.0f}%)"
+        print(f"| {r['label']} | {r['psnr']:.2f} | {r['psnr'] - base:+.2f} | {r['psnr'] - first:+.2f} | {codes} "
+              f"| {r['cpu_min']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-min", type=float, default=15.0, help="CPU minutes of training per row (1 thread)")
+    p.add_argument("--val", type=int, default=64, help="held-out clips (>= 64)")
+    p.add_argument("--rows", nargs="*", default=["old", "new"], choices=list(ROWS))
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process, one thread each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="default: runs/bench_learn_video/<time>.json")
+    p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    if args._one:
+        spec = json.loads(args._one)
+        print(json.dumps(train_row(spec["spec"], spec["budget_s"], spec["val"], spec["seed"])))
+        return 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [(name, json.dumps({"spec": {**ROWS[name], "row": name}, "budget_s": args.budget_min * 60,
+                                  "val": args.val, "seed": args.seed})) for name in args.rows]
+    running: list[tuple[str, subprocess.Popen]] = []
+    results: dict[str, dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            name, spec = pending.pop(0)
+            print(f"training {name} ({args.budget_min:g} CPU min) ...", file=sys.stderr, flush=True)
+            running.append((name, subprocess.Popen([sys.executable, __file__, "--_one", spec], env=env,
+                                                   stdout=subprocess.PIPE, text=True)))
+        for name, proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((name, proc))
+            out = proc.stdout.read() if proc.stdout else ""
+            if proc.returncode != 0:
+                raise SystemExit(f"row {name} failed (exit {proc.returncode})")
+            results[name] = json.loads(out.strip().splitlines()[-1])
+            print(f"  {name}: {results[name]['psnr']:.2f} dB, {results[name]['used_codes']} codes", file=sys.stderr)
+        time.sleep(1.0)
+    rows = static_rows(args.val, args.seed) + [results[n] for n in args.rows]
+    print_table(rows, args.budget_min, args.val)
+    path = Path(args.json or f"runs/bench_learn_video/{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, "resolution": RES, "frames": FRAMES,
+                                "rows": rows}, indent=2))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
