@@ -1,0 +1,231 @@
+#!/usr/bin/env python
+"""Do the tiny 1D presets learn? Train on real photo crops for a fixed CPU-time budget and
+compare with trivial baselines on held-out crops, old and new settings side by side.
+
+Each row trains one tiny TiTok-style preset at 64x64 (patch 8) on ``photos`` (random crops
+of the top 75% of the scikit-image sample photos) for ``--budget-min`` CPU minutes of one
+thread (process CPU time, so other load on the machine does not change the result), then
+encodes and decodes ``--val`` held-out crops (``photos_val``: the bottom 25%, never seen in
+training). The table gives the PSNR, its margin over each image's mean colour
+(:func:`mmtok.metrics.baselines.mean_colour`), the distinct codes used on the held-out set /
+codebook size, and the CPU minutes spent training. "old" rows are the settings before the
+fix (no latent standardisation, VQ restart threshold 2.0 and the old recipe's optimiser) at
+the same budget; "new" rows are the candidate fix passed as overrides (``latent_norm="batch"``
+etc.; the presets' defaults are unchanged so far).
+
+    python eval/bench_learn_1d.py                    # 10 CPU min per row, 2 rows at a time
+    python eval/bench_learn_1d.py --budget-min 3 --jobs 1
+    python eval/bench_learn_1d.py --rows fsq_new vq_new
+
+Rows run in subprocesses (``--jobs`` at a time, one torch thread each); the JSON goes to
+``runs/bench_learn_1d/<time>.json`` (``--json`` to choose).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+RES, PATCH = 64, 8
+
+# The recipes' settings (mmtok/configs/image/titok_t_{fsq,vq}_photos.yaml) and the old ones.
+NEW_OPTIM = dict(batch=32, lr=1e-3, warmup_steps=100, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
+                 l1=1.0, l2=1.0, ema=0.99)
+OLD_OPTIM = dict(batch=8, lr=2e-4, warmup_steps=100, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
+                 l1=1.0, l2=1.0, ema=0.99)  # titok_t32_fsq_synthetic.yaml, the only tiny recipe before
+# the preset fields that changed, at their old values
+OLD_FSQ = dict(latent_norm="none", qk_norm=False)
+OLD_VQ = dict(latent_norm="none", qk_norm=False,
+              quantizer={"type": "vq", "codebook_size": 1024, "commitment_weight": 0.25, "use_cosine_sim": True,
+                         "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0})
+
+# the candidate fix (option-gated, not yet the preset default): standardised latents, qk_norm,
+# a VQ dead-code threshold below the mean count per code at batch 32 x 64 tokens
+NEW_FSQ = dict(latent_norm="batch", qk_norm=True)
+NEW_VQ = dict(latent_norm="batch", quantizer={**OLD_VQ["quantizer"], "threshold_ema_dead_code": 0.1})
+
+ROWS: dict[str, dict[str, Any]] = {
+    "fsq_old": dict(label="titok_t64_fsq, old settings", preset="titok_t64_fsq", overrides=OLD_FSQ, optim=OLD_OPTIM),
+    "fsq_new": dict(label="titok_t64_fsq, latent_norm=batch + qk_norm", preset="titok_t64_fsq", overrides=NEW_FSQ, optim=NEW_OPTIM),
+    "vq_old": dict(label="titok_t64_vq, old settings", preset="titok_t64_vq", overrides=OLD_VQ, optim=OLD_OPTIM),
+    "vq_new": dict(label="titok_t64_vq, latent_norm=batch + restart 0.1", preset="titok_t64_vq", overrides=NEW_VQ, optim=NEW_OPTIM),
+}
+
+
+def set_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.set_num_interop_threads(1)
+
+
+def held_out(n: int, seed: int = 0):
+    """(n, 3, 64, 64) held-out crops in [-1, 1]."""
+    import torch
+
+    from mmtok.data import open_dataset
+
+    ds = open_dataset(f"photos_val:{n}", "image", resolution=RES, seed=seed)
+    return torch.stack([ds[i]["x"] for i in range(len(ds))])
+
+
+@__import__("functools").lru_cache(maxsize=1)
+def _train_set(n: int, seed: int):
+    from mmtok.data import open_dataset
+
+    return open_dataset(f"photos:{n}", "image", resolution=RES, flip=True, seed=seed)
+
+
+def evaluate(tok, x) -> dict[str, float]:
+    """PSNR and distinct codes of ``tok`` (eval mode) on held-out images ``x``."""
+    import torch
+
+    from mmtok.metrics.baselines import psnr
+
+    tok.eval()
+    recon, codes = [], []
+    with torch.no_grad():
+        for chunk in x.split(64):
+            c = tok.encode(chunk)
+            codes.append(c)
+            recon.append(tok.decode(c))
+    codes_t = torch.cat(codes)
+    used = int(torch.unique(codes_t).numel())
+    return {"psnr": psnr(torch.cat(recon), x), "used_codes": used, "codebook_size": int(tok.codebook_size),
+            "usage": used / tok.codebook_size}
+
+
+def build(preset: str, overrides: dict[str, Any]):
+    import mmtok
+
+    return mmtok.create_tokenizer(preset, image_size=RES, patch_size=PATCH, **overrides)
+
+
+def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dict[str, Any]:
+    """Train one row for ``budget_s`` process CPU seconds; evaluate on ``val`` held-out crops.
+    The cosine schedule runs on CPU time (warmup in steps), so it ends with the budget."""
+    import torch
+
+    from mmtok.training.ema import EMA
+    from mmtok.training.schedule import lr_at
+
+    set_threads()
+    torch.manual_seed(seed)
+    o = spec["optim"]
+    tok = build(spec["preset"], spec["overrides"]).train()
+    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
+    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    data = _train_set(1 << 20, seed)
+    g = torch.Generator().manual_seed(seed)
+    t0, step, cursor = time.process_time(), 0, 0
+    perm = torch.randperm(len(data), generator=g)
+    while (used := time.process_time() - t0) < budget_s:
+        # a cosine over the CPU budget, mapped onto 10,000 schedule steps after the warmup
+        total = 10_000
+        s = step if step < o["warmup_steps"] else o["warmup_steps"] + int((total - o["warmup_steps"]) * used / budget_s)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(s, o["lr"], total, o["warmup_steps"], "cosine", o["min_lr_ratio"])
+        idx = perm[cursor : cursor + o["batch"]]
+        cursor += o["batch"]
+        x = torch.stack([data[int(i)]["x"] for i in idx])
+        out = tok(x)
+        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            ema.update(tok)
+        step += 1
+    cpu_min = (time.process_time() - t0) / 60
+    model = ema.module if ema is not None else tok
+    res = evaluate(model, held_out(val))
+    return {**res, "label": spec["label"], "row": spec.get("row"), "steps": step, "images": step * o["batch"],
+            "cpu_min": cpu_min, "preset": spec["preset"], "overrides": spec["overrides"], "optim": o}
+
+
+def static_rows(val: int, seed: int) -> list[dict[str, Any]]:
+    """Mean colour and the untrained (fixed) presets."""
+    import torch
+
+    from mmtok.metrics.baselines import mean_colour, psnr
+
+    set_threads()
+    x = held_out(val)
+    rows = [{"label": "mean colour (baseline)", "row": "mean_colour", "psnr": psnr(mean_colour(x), x), "used_codes": None,
+             "codebook_size": None, "usage": None, "cpu_min": 0.0}]
+    for name in ("fsq_new", "vq_new"):
+        spec = ROWS[name]
+        torch.manual_seed(seed)
+        tok = build(spec["preset"], spec["overrides"])
+        rows.append({**evaluate(tok, x), "label": f"{spec['preset']} untrained", "row": f"untrained_{name}", "cpu_min": 0.0})
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], budget_min: float, val: int) -> None:
+    base = next(r["psnr"] for r in rows if r["row"] == "mean_colour")
+    print(f"\n1D tokenizers at {RES}x{RES} (patch {PATCH}) trained on photos for {budget_min:g} CPU min (1 thread); "
+          f"{val} held-out photos_val crops")
+    print("\n| model | PSNR (dB) | vs mean colour (dB) | codes used / codebook | CPU min |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        codes = "-" if r["used_codes"] is None else f"{r['used_codes']} / {r['codebook_size']} ({100 * r['usage']:.0f}%)"
+        print(f"| {r['label']} | {r['psnr']:.2f} | {r['psnr'] - base:+.2f} | {codes} | {r['cpu_min']:.1f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-min", type=float, default=10.0, help="CPU minutes of training per row (1 thread)")
+    p.add_argument("--val", type=int, default=512, help="held-out crops (>= 256)")
+    p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process, one thread each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="default: runs/bench_learn_1d/<time>.json")
+    p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+    if args._one:  # child: one trained row as JSON on the last stdout line
+        spec = json.loads(args._one)
+        print(json.dumps(train_row(spec["spec"], spec["budget_s"], spec["val"], spec["seed"])))
+        return 0
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [(name, json.dumps({"spec": {**ROWS[name], "row": name}, "budget_s": args.budget_min * 60,
+                                  "val": args.val, "seed": args.seed})) for name in args.rows]
+    running: list[tuple[str, subprocess.Popen]] = []
+    results: dict[str, dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            name, spec = pending.pop(0)
+            print(f"training {name} ({args.budget_min:g} CPU min) ...", file=sys.stderr, flush=True)
+            running.append((name, subprocess.Popen([sys.executable, __file__, "--_one", spec], env=env,
+                                                   stdout=subprocess.PIPE, text=True)))
+        for name, proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((name, proc))
+            out = proc.stdout.read() if proc.stdout else ""
+            if proc.returncode != 0:
+                raise SystemExit(f"row {name} failed (exit {proc.returncode})")
+            results[name] = json.loads(out.strip().splitlines()[-1])
+            print(f"  {name}: {results[name]['psnr']:.2f} dB, {results[name]['used_codes']} codes", file=sys.stderr)
+        time.sleep(1.0)
+    rows = static_rows(args.val, args.seed) + [results[n] for n in args.rows]
+    print_table(rows, args.budget_min, args.val)
+    path = Path(args.json or f"runs/bench_learn_1d/{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, "resolution": RES, "patch": PATCH,
+                                "rows": rows}, indent=2))
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
