@@ -24,6 +24,7 @@ from timm.layers import PatchEmbed, build_sincos2d_pos_embed, resample_abs_pos_e
 from torch import Tensor, nn
 
 from mmtok.image.common import ImageTokenizer, parse_image_size
+from mmtok.image.pixel_heads import CodebookPixelHead, pixel_decoder_spec
 from mmtok.layers.transformer import Transformer, prefix_causal_mask
 from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer, default_dim
 from mmtok.registry import register_family
@@ -54,6 +55,56 @@ class TiTokConfig:
     nested_min_keep: int = 1
     nested_p: float = 1.0  # fraction of samples that get a truncated prefix in training
     grad_checkpointing: bool = False
+    # Standardise each latent channel (running batch statistics, no affine) before the
+    # quantizer: "none" (the encoder's projection goes straight in) or "batch". Keeps FSQ
+    # channels off tanh's flat tails and gives VQ's k-means spread-out vectors (see LatentNorm).
+    latent_norm: str = "none"
+    # Reference layout (TiTok's official checkpoints; `mmtok convert` sets these, defaults = mmtok's own):
+    class_token: bool = False  # a learned class token first in the encoder's and the decoder's sequence
+    ln_pre: bool = False  # LayerNorm over the whole input sequence before the first block (encoder and decoder)
+    legacy_token_reshape: bool = False  # TiTok `is_legacy`: the (B, K, W) latents are read as (B, W, K) before proj_out
+    # "linear": patch tokens -> pixels; "linear_conv": then a 3x3 conv on the image (TiTok, is_legacy=False);
+    # "codebook": logits over a VQGAN codebook -> soft embedding -> conv decoder (TiTok's MaskGIT-VQGAN stage 2)
+    decoder_head: str = "linear"
+    pixel_decoder: dict[str, Any] | None = None  # "codebook" head sizes (mmtok.image.pixel_heads.MASKGIT_VQGAN keys)
+
+
+LATENT_NORMS = ("none", "batch")
+DECODER_HEADS = ("linear", "linear_conv", "codebook")
+
+
+class LatentNorm(nn.Module):
+    """Per-channel standardisation of (B, N, D) latents: zero mean, unit variance over B*N.
+
+    Training forward passes (train mode, grad enabled) use the batch statistics and update
+    running ones (``momentum``); everything else (``encode``, eval, ``no_grad``) uses the
+    running statistics, so encoding stays side-effect free and deterministic. No affine
+    parameters: the encoder cannot scale a channel into FSQ's saturated tails (where tanh's
+    gradient vanishes and the channel dies), and a constant channel cannot survive.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.01, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
+
+    def forward(self, z: Tensor) -> Tensor:
+        if self.training and torch.is_grad_enabled():
+            flat = z.float().reshape(-1, z.shape[-1])
+            mean, var = flat.mean(0), flat.var(0, unbiased=False)
+            with torch.no_grad():  # the first batch sets the statistics, later ones blend in
+                m = torch.where(self.initted, self.momentum, 1.0).to(mean.dtype)
+                self.running_mean.lerp_(mean.detach(), m)
+                self.running_var.lerp_(var.detach(), m)
+                self.initted.fill_(True)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return ((z.float() - mean) * torch.rsqrt(var + self.eps)).to(z.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.running_mean.numel()}, momentum={self.momentum}"
 
 
 def _token_dim(token_dim: int | None, quantizer: dict[str, Any]) -> int:
@@ -116,10 +167,15 @@ class LatentEncoder(nn.Module):
     """Patches + K latent tokens -> ViT -> (B, K, token_dim) continuous latents."""
 
     def __init__(self, *, image_size: int, patch_size: int, in_channels: int, num_tokens: int, token_dim: int,
-                 vit: ViTSize, causal_latents: bool = False) -> None:
+                 vit: ViTSize, causal_latents: bool = False, latent_norm: str = "none", class_token: bool = False,
+                 ln_pre: bool = False, legacy_token_reshape: bool = False) -> None:
         super().__init__()
         g, width = image_size // patch_size, vit.width
         self.num_tokens, self.causal_latents = num_tokens, causal_latents
+        self.legacy_token_reshape = legacy_token_reshape
+        # TiTok layout: [class token, patches, latents]; the class token holds its position embedding
+        self.cls_token = nn.Parameter(torch.randn(1, width) * 0.02) if class_token else None
+        self.ln_pre = nn.LayerNorm(width) if ln_pre else None
         self.patch_embed = PatchEmbed(
             img_size=image_size, patch_size=patch_size, in_chans=in_channels, embed_dim=width, strict_img_size=False
         )
@@ -127,31 +183,60 @@ class LatentEncoder(nn.Module):
         self.latent_tokens = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
         self.transformer = vit.transformer()
         self.proj_out = nn.Linear(width, token_dim)
+        if latent_norm not in LATENT_NORMS:
+            raise ValueError(f"latent_norm must be one of {LATENT_NORMS}, got {latent_norm!r}")
+        self.latent_norm = LatentNorm(token_dim) if latent_norm == "batch" else None
 
     def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
         """x: (B, C, H, W) -> (B, K, token_dim)."""
         patches = self.patch_embed(x) + self.pos_embed(grid)  # (B, N, W)
         b, n, _ = patches.shape
         latents = self.latent_tokens.to(patches.dtype).expand(b, -1, -1)
+        seq = [patches, latents]
+        if self.cls_token is not None:
+            seq.insert(0, self.cls_token.to(patches.dtype).expand(b, -1, -1))
+            n += 1
         mask = prefix_causal_mask(n, self.num_tokens, device=x.device) if self.causal_latents else None
-        h = self.transformer(torch.cat([patches, latents], dim=1), mask)
-        return self.proj_out(h[:, n:])
+        seq = torch.cat(seq, dim=1)
+        h = self.transformer(seq if self.ln_pre is None else self.ln_pre(seq), mask)[:, n:]  # (B, K, W)
+        if self.legacy_token_reshape:  # the reference's memory reinterpretation, kept for its weights
+            h = h.reshape(b, h.shape[2], self.num_tokens).transpose(1, 2)
+        z = self.proj_out(h)
+        return z if self.latent_norm is None else self.latent_norm(z)
 
 
 class PixelDecoder(nn.Module):
     """(B, K, token_dim) quantized tokens + mask tokens for the patch grid -> ViT -> pixels."""
 
     def __init__(self, *, image_size: int, patch_size: int, out_channels: int, num_tokens: int, token_dim: int,
-                 vit: ViTSize) -> None:
+                 vit: ViTSize, class_token: bool = False, ln_pre: bool = False, head: str = "linear",
+                 pixel_decoder: dict[str, Any] | None = None) -> None:
         super().__init__()
         g, width = image_size // patch_size, vit.width
         self.patch_size, self.out_channels = patch_size, out_channels
+        if head not in DECODER_HEADS:
+            raise ValueError(f"decoder_head must be one of {DECODER_HEADS}, got {head!r}")
+        self.head_kind = head
         self.proj_in = nn.Linear(token_dim, width)
         self.latent_pos = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(width) * 0.02)
         self.pos_embed = GridPosEmbed((g, g), width)
+        self.cls_token = nn.Parameter(torch.randn(1, width) * 0.02) if class_token else None
+        self.ln_pre = nn.LayerNorm(width) if ln_pre else None
         self.transformer = vit.transformer()
-        self.head = nn.Linear(width, patch_size * patch_size * out_channels)
+        self.head_conv: nn.Conv2d | None = None
+        if head == "codebook":
+            spec = pixel_decoder_spec(pixel_decoder)
+            self.head = CodebookPixelHead(width=width, out_channels=out_channels, **spec)
+            if self.head.factor != patch_size:
+                raise ValueError(f"the codebook head's conv decoder upsamples by {self.head.factor}, "
+                                 f"but patch_size is {patch_size}; they must be equal")
+        else:
+            if pixel_decoder is not None:
+                raise ValueError(f"pixel_decoder is only used with decoder_head='codebook', not {head!r}")
+            self.head = nn.Linear(width, patch_size * patch_size * out_channels)
+            if head == "linear_conv":
+                self.head_conv = nn.Conv2d(out_channels, out_channels, 3, padding=1)
 
     def forward(self, z: Tensor, grid: tuple[int, int]) -> Tensor:
         """z: (B, K, token_dim) -> (B, C, gh*p, gw*p)."""
@@ -159,9 +244,16 @@ class PixelDecoder(nn.Module):
         gh, gw = grid
         latents = self.proj_in(z) + self.latent_pos.to(z.dtype)
         queries = self.mask_token.to(latents.dtype).expand(b, gh * gw, -1) + self.pos_embed(grid).to(latents.dtype)
-        h = self.transformer(torch.cat([queries, latents], dim=1))[:, : gh * gw]
+        seq, c0 = [queries, latents], 0
+        if self.cls_token is not None:
+            seq, c0 = [self.cls_token.to(latents.dtype).expand(b, -1, -1), *seq], 1
+        seq = torch.cat(seq, dim=1)
+        h = self.transformer(seq if self.ln_pre is None else self.ln_pre(seq))[:, c0 : c0 + gh * gw]
+        if self.head_kind == "codebook":
+            return self.head(h, grid)
         p = self.patch_size
-        return rearrange(self.head(h), "b (gh gw) (p q c) -> b c (gh p) (gw q)", gh=gh, p=p, q=p)
+        out = rearrange(self.head(h), "b (gh gw) (p q c) -> b c (gh p) (gw q)", gh=gh, p=p, q=p)
+        return out if self.head_conv is None else self.head_conv(out)
 
 
 @register_family
@@ -186,10 +278,13 @@ class TiTokTokenizer(ImageTokenizer):
         self.token_dim = token_dim = _token_dim(c.token_dim, c.quantizer)
         blocks = dict(mlp_ratio=c.mlp_ratio, qk_norm=c.qk_norm, grad_checkpointing=c.grad_checkpointing)
         shared = dict(image_size=c.image_size, patch_size=c.patch_size, num_tokens=c.num_tokens, token_dim=token_dim)
-        self.encoder = LatentEncoder(in_channels=c.in_channels, causal_latents=c.causal_latents, **shared,
+        self.encoder = LatentEncoder(in_channels=c.in_channels, causal_latents=c.causal_latents,
+                                     latent_norm=c.latent_norm, class_token=c.class_token, ln_pre=c.ln_pre,
+                                     legacy_token_reshape=c.legacy_token_reshape, **shared,
                                      vit=ViTSize(c.encoder_width, c.encoder_depth, c.encoder_heads, **blocks))
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=token_dim)
-        self.decoder = PixelDecoder(out_channels=c.in_channels, **shared,
+        self.decoder = PixelDecoder(out_channels=c.in_channels, class_token=c.class_token, ln_pre=c.ln_pre,
+                                    head=c.decoder_head, pixel_decoder=c.pixel_decoder, **shared,
                                     vit=ViTSize(c.decoder_width, c.decoder_depth, c.decoder_heads, **blocks))
         self.nested: NestedDropout | None = None
         if c.nested_dropout:
