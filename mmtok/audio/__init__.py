@@ -7,8 +7,9 @@ windowed encode / decode of long files.
     y = tok.decode(codes[..., :2])     # fewer levels = lower bitrate; (B, 1, T * 160)
 """
 
-from mmtok.audio import istft_codec, rvq_codec  # noqa: F401  (registers the variants)
+from mmtok.audio import encodec_codec, istft_codec, rvq_codec  # noqa: F401  (registers the variants)
 from mmtok.audio.common import AudioTokenizer, check_audio, resample, to_channels
+from mmtok.audio.encodec_codec import EncodecStyleCodec, EncodecStyleCodecConfig
 from mmtok.audio.istft_codec import ISTFTCodec, ISTFTCodecConfig, ISTFTDecoder
 from mmtok.audio.long import decode_long, encode_long, plan_windows, seam_report
 from mmtok.audio.rvq_codec import RVQCodec, RVQCodecConfig
@@ -18,6 +19,8 @@ __all__ = [
     "AudioTokenizer",
     "RVQCodec",
     "RVQCodecConfig",
+    "EncodecStyleCodec",
+    "EncodecStyleCodecConfig",
     "ISTFTCodec",
     "ISTFTCodecConfig",
     "ISTFTDecoder",

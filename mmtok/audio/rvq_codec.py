@@ -16,6 +16,7 @@ name                               rate    hop   frames/s  levels x K    kbps
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,13 @@ RVQ_SPEC: dict[str, Any] = {
 
 @dataclass
 class RVQCodecConfig:
-    """Config of the RVQ conv codec; ``hop_length = prod(strides)``, latent size ``latent_dim``."""
+    """Config of the RVQ conv codec; ``hop_length = prod(strides)``, latent size ``latent_dim``.
+
+    Layout options (defaults = mmtok's own layout; ``mmtok convert`` sets them for DAC):
+    ``decoder_strides``: the decoder's upsampling strides in the order applied (None: the
+    encoder's reversed; their product must equal the hop); ``upsample_padding``: "exact" or
+    "symmetric" (DAC's transposed-conv trim, see ``mmtok.layers.audio.SEANetDecoder``).
+    """
 
     sample_rate: int = 24000
     channels: int = 1
@@ -54,6 +61,8 @@ class RVQCodecConfig:
     dilations: tuple[int, ...] = (1, 3, 9)
     kernel_size: int = 7
     quantizer: dict[str, Any] = field(default_factory=lambda: dict(RVQ_SPEC))
+    decoder_strides: tuple[int, ...] | None = None
+    upsample_padding: str = "exact"
 
 
 @register_family
@@ -76,7 +85,13 @@ class RVQCodec(AudioTokenizer):
         )
         self.encoder = SEANetEncoder(in_channels=c.channels, base_channels=c.base_channels, **arch)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.latent_dim)
-        self.decoder = SEANetDecoder(out_channels=c.channels, channels=c.decoder_channels, **arch)
+        if c.decoder_strides is not None:
+            if math.prod(c.decoder_strides) != math.prod(c.strides) or any(s < 1 for s in c.decoder_strides):
+                raise ValueError(f"decoder_strides {c.decoder_strides} must be positive with the hop's product "
+                                 f"{math.prod(c.strides)} (strides {c.strides})")
+            arch["strides"] = tuple(reversed(c.decoder_strides))
+        self.decoder = SEANetDecoder(out_channels=c.channels, channels=c.decoder_channels,
+                                     upsample_padding=c.upsample_padding, **arch)
         self.check_config()
 
     @property

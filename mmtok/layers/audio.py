@@ -132,12 +132,26 @@ class LayerNorm1d(nn.LayerNorm):
 
 
 # --- convolutions -------------------------------------------------------------------------
+def reflect_pad(x: Tensor, left: int, right: int) -> Tensor:
+    """Mirror-pad the last dim by ``left`` / ``right`` (edge sample not repeated); an input not
+    longer than the padding is zero-extended on the right first (and that extension dropped)."""
+    if not left and not right:
+        return x
+    grow = max(0, max(left, right) - x.shape[-1] + 1)
+    y = F.pad(F.pad(x, (0, grow)), (left, right), mode="reflect")
+    return y[..., : y.shape[-1] - grow]
+
+
 class AudioConv1d(StreamingModule):
     """Conv1d with exact lengths and explicit padding: ``n * stride`` samples -> ``n`` frames.
 
     The input is padded by ``(k - 1) * dilation + 1 - stride`` zeros in all: on the left only
     (``causal``), or split with the larger half on the left (centred). A length that is
     not a multiple of ``stride`` is right-padded with zeros to the next multiple (offline).
+
+    ``pad_mode="reflect"`` (EnCodec's SEANet) pads with the mirrored signal instead of zeros
+    (inputs shorter than the padding are first zero-extended on the right, as EnCodec does).
+    Streamed, the first chunk must then be longer than ``pad_left`` (its mirror is the past).
     """
 
     def __init__(
@@ -151,11 +165,15 @@ class AudioConv1d(StreamingModule):
         bias: bool = True,
         causal: bool = False,
         weight_norm: bool = True,
+        pad_mode: str = "zeros",
     ) -> None:
         super().__init__()
         span = (kernel_size - 1) * dilation + 1
         if span < stride:
             raise ValueError(f"kernel span {span} must be >= stride {stride}")
+        if pad_mode not in ("zeros", "reflect"):
+            raise ValueError(f"pad_mode must be 'zeros' or 'reflect', got {pad_mode!r}")
+        self.pad_mode = pad_mode
         conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
         self.conv = _norm(conv, weight_norm)
         self.stride, self.causal = stride, causal
@@ -175,6 +193,8 @@ class AudioConv1d(StreamingModule):
         if self._stream is not None:
             return self._forward_stream(x)
         extra = -x.shape[-1] % self.stride
+        if self.pad_mode == "reflect":
+            return self.conv(reflect_pad(x, self.pad_left, self.pad_right + extra))
         return self.conv(F.pad(x, (self.pad_left, self.pad_right + extra)))
 
     def _forward_stream(self, x: Tensor) -> Tensor:
@@ -184,6 +204,13 @@ class AudioConv1d(StreamingModule):
             )
         if self.pad_left:
             past = self._stream.get(self)
+            if past is None and self.pad_mode == "reflect":  # the mirror of the stream's start
+                if x.shape[-1] <= self.pad_left:
+                    raise ValueError(
+                        f"a reflect-padded causal conv needs a first streamed chunk longer than {self.pad_left} "
+                        f"steps at its rate, got {x.shape[-1]}; push a longer first chunk"
+                    )
+                past = x[..., 1 : self.pad_left + 1].flip(-1)
             if past is None:  # the stream starts with the zeros the offline padding adds
                 past = x.new_zeros(*x.shape[:-1], self.pad_left)
             x = torch.cat([past, x], dim=-1)
@@ -197,6 +224,10 @@ class AudioConvTranspose1d(StreamingModule):
     The full output has ``(n - 1) * stride + k`` samples; ``k - stride`` are trimmed: all on
     the right (``causal``: sample ``t`` depends on frames ``<= t // stride`` only), or
     split with the larger half on the right (centred).
+
+    ``padding=p`` (centred only) trims ``p`` samples from both ends instead, as
+    ``nn.ConvTranspose1d(padding=p)`` does (DAC: ``p = ceil(stride / 2)``): ``n`` frames ->
+    ``n * stride + k - stride - 2 p`` samples (one short of ``n * stride`` for DAC's odd strides).
     """
 
     def __init__(
@@ -208,14 +239,18 @@ class AudioConvTranspose1d(StreamingModule):
         bias: bool = True,
         causal: bool = False,
         weight_norm: bool = True,
+        padding: int | None = None,
     ) -> None:
         super().__init__()
         if kernel_size < stride:
             raise ValueError(f"kernel_size {kernel_size} must be >= stride {stride}")
+        if padding is not None and (causal or not 0 <= 2 * padding <= kernel_size):
+            raise ValueError(f"padding={padding} needs a centred layer and 2 * padding <= kernel_size ({kernel_size})")
         self.conv = _norm(nn.ConvTranspose1d(in_channels, out_channels, kernel_size, stride, bias=bias), weight_norm)
         self.kernel_size, self.stride, self.causal = kernel_size, stride, causal
         total = kernel_size - stride
-        self.trim_left = 0 if causal else total // 2
+        self.trim_left = 0 if causal else total // 2 if padding is None else padding
+        self.length_change = 0 if padding is None else total - 2 * padding  # output - n * stride
         self.context = math.ceil(kernel_size / stride) - 1  # past input frames an output frame needs
 
     @property
@@ -237,7 +272,7 @@ class AudioConvTranspose1d(StreamingModule):
                 self._stream[self] = x[..., x.shape[-1] - self.context :].clone()
             start = self.context * self.stride
             return self.conv(x)[..., start : start + n * self.stride]
-        return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride]
+        return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride + self.length_change]
 
 
 # --- SEANet -------------------------------------------------------------------------------
@@ -303,6 +338,10 @@ class SEANetDecoder(nn.Module):
     units, then Snake + ``conv_out`` (k=7) + tanh.
 
     (B, latent_dim, n) -> (B, out_channels, n * prod(strides)).
+
+    ``upsample_padding="symmetric"`` trims ``ceil(s / 2)`` from both ends of every transposed
+    conv (DAC's layout; an odd stride loses one sample); the output is then right-padded with
+    zeros to ``n * prod(strides)``. Default ``"exact"``: every layer maps ``n`` to ``n * s``.
     """
 
     def __init__(
@@ -315,8 +354,12 @@ class SEANetDecoder(nn.Module):
         dilations: Sequence[int] = (1, 3, 9),
         kernel_size: int = 7,
         causal: bool = False,
+        upsample_padding: str = "exact",
     ) -> None:
         super().__init__()
+        if upsample_padding not in ("exact", "symmetric"):
+            raise ValueError(f"upsample_padding must be 'exact' or 'symmetric', got {upsample_padding!r}")
+        symmetric = upsample_padding == "symmetric"
         if channels % 2 ** len(strides):
             raise ValueError(
                 f"decoder channels ({channels}) must be divisible by 2 ** len(strides) = {2 ** len(strides)}"
@@ -324,18 +367,22 @@ class SEANetDecoder(nn.Module):
         ch = channels
         layers: list[nn.Module] = [AudioConv1d(latent_dim, ch, kernel_size, causal=causal)]
         for s in reversed(strides):
-            layers += [Snake(ch), AudioConvTranspose1d(ch, ch // 2, 2 * s, s, causal=causal)]
+            pad = math.ceil(s / 2) if symmetric else None
+            layers += [Snake(ch), AudioConvTranspose1d(ch, ch // 2, 2 * s, s, causal=causal, padding=pad)]
             ch //= 2
             layers += [ResidualUnit1d(ch, d, kernel_size, causal) for d in dilations]
         layers += [Snake(ch)]
         self.layers = nn.Sequential(*layers)
         self.conv_out = AudioConv1d(ch, out_channels, kernel_size, causal=causal)
+        self.upsample = math.prod(strides)
 
     def reach(self) -> Reach:
         return chain_reach([*self.layers, self.conv_out])
 
     def forward(self, z: Tensor) -> Tensor:
-        return torch.tanh(self.conv_out(self.layers(z)))
+        y = torch.tanh(self.conv_out(self.layers(z)))
+        short = z.shape[-1] * self.upsample - y.shape[-1]  # > 0 only with upsample_padding="symmetric"
+        return F.pad(y, (0, short)) if short > 0 else y
 
 
 # --- ConvNeXt + iSTFT (Vocos-style decoder parts) ------------------------------------------
@@ -451,6 +498,7 @@ __all__ = [
     "StreamingModule",
     "streaming",
     "weight_of",
+    "reflect_pad",
     "Snake",
     "LayerNorm1d",
     "AudioConv1d",

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mmtok.quantize.base import Quantizer, QuantizerOutput, check_tokens
+from mmtok.quantize.factorized import FactorizedRVQ
 from mmtok.quantize.fmap import codes_to_grid, from_channel_last, grid_to_codes, to_channel_last
 from mmtok.quantize.fsq import FSQ
 from mmtok.quantize.lfq import BSQ, LFQ
@@ -25,7 +26,7 @@ from mmtok.quantize.vq import VQ
 # EMA cluster size falls below the threshold (without them real data uses a handful of codes).
 ROBUST_VQ: dict[str, Any] = {"use_cosine_sim": True, "kmeans_init": True, "kmeans_iters": 10, "threshold_ema_dead_code": 2.0}
 
-QUANTIZERS: dict[str, type[Quantizer]] = {cls.kind: cls for cls in (VQ, RVQ, FSQ, ResidualFSQ, LFQ, BSQ)}
+QUANTIZERS: dict[str, type[Quantizer]] = {cls.kind: cls for cls in (VQ, RVQ, FSQ, ResidualFSQ, LFQ, BSQ, FactorizedRVQ)}
 
 
 def list_quantizers() -> list[str]:
@@ -79,6 +80,7 @@ __all__ = [
     "QuantizerOutput",
     "VQ",
     "RVQ",
+    "FactorizedRVQ",
     "FSQ",
     "ResidualFSQ",
     "LFQ",

@@ -85,7 +85,13 @@ class _Residual(Quantizer):
 class RVQ(_Residual):
     """Residual VQ (SoundStream / EnCodec / DAC). Quantizer dropout: in training, a random
     number of levels in [dropout_min_levels, num_levels] is used per step (DAC uses p=0.5).
-    The codebook options are VQ's (``mmtok.quantize.VQ``)."""
+    The codebook options are VQ's (``mmtok.quantize.VQ``).
+
+    ``eval_lookup="expanded"`` (Euclidean codebooks only): in eval mode the nearest codes are
+    found here, with the expanded squared distance ``|r|^2 - 2 r.e + |e|^2`` in EnCodec's
+    arithmetic, so codes converted from EnCodec equal its own bit for bit (the library's
+    ``cdist`` differs in the last float bits, which flips rare near-ties). Training is unchanged.
+    """
 
     kind = "rvq"
 
@@ -107,8 +113,14 @@ class RVQ(_Residual):
         rotation_trick: bool = False,
         n_levels: int | None = None,
         dead_window: int = 100,
+        eval_lookup: str = "library",
     ) -> None:
         super().__init__(dim, codebook_size, num_levels, dead_window)
+        if eval_lookup not in ("library", "expanded"):
+            raise ValueError(f"eval_lookup must be 'library' or 'expanded', got {eval_lookup!r}")
+        if eval_lookup == "expanded" and use_cosine_sim:
+            raise ValueError("eval_lookup='expanded' is the Euclidean lookup; it needs use_cosine_sim=False")
+        self.eval_lookup = eval_lookup
         self.n_levels = n_levels
         self.inner = _ResidualVQ(
             dim=dim,
@@ -124,9 +136,26 @@ class RVQ(_Residual):
         return cls.option(spec, "codebook_dim")
 
     def _raw(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        if self.eval_lookup == "expanded" and not self.training:
+            return self._expanded_lookup(z)
         with self.kmeans.deferred(self.training):
             q, codes, losses = self.inner(z)
         return q, codes, losses.sum()
+
+    def _expanded_lookup(self, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Eval-mode greedy residual search over every level with the expanded squared distance."""
+        x = self.inner.project_in(z)
+        residual, out, codes = x, torch.zeros_like(x), []
+        for layer in self.inner.layers:
+            embed = layer._codebook.embed[0]  # (K, d)
+            r, et = residual.reshape(-1, embed.shape[-1]), embed.t()
+            neg = -(r.pow(2).sum(1, keepdim=True) - (2 * r) @ et + et.pow(2).sum(0, keepdim=True))
+            ids = neg.max(dim=-1).indices
+            q = F.embedding(ids, embed).reshape(residual.shape)
+            residual = residual - q
+            out = out + q
+            codes.append(ids.reshape(residual.shape[:-1]))
+        return self.inner.project_out(out), torch.stack(codes, dim=-1), z.new_zeros(())
 
 
 class ResidualFSQ(_Residual):
