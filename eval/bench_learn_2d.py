@@ -21,14 +21,13 @@ Rows run in subprocesses (one torch thread each); JSON to ``runs/bench_learn_2d/
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
+from benchlib import learn_bench_args, run_learn_rows, write_learn_json  # noqa: E402
 
 RES = 64
 PRESET = "vqgan_t_f8_vq"
@@ -158,51 +157,15 @@ def print_table(rows: list[dict[str, Any]], budget_min: float, val: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--budget-min", type=float, default=10.0, help="CPU minutes of training per row (1 thread)")
-    p.add_argument("--val", type=int, default=256, help="held-out crops (>= 256)")
-    p.add_argument("--rows", nargs="*", default=list(ROWS), choices=list(ROWS))
-    p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process, one thread each)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", default=None, help="default: runs/bench_learn_2d/<time>.json")
-    p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    p = learn_bench_args(__doc__.split("\n\n")[0], "bench_learn_2d", list(ROWS), list(ROWS), 10.0, 256, "crops (>= 256)")
     args = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-    if args._one:  # child: one trained row as JSON on the last stdout line
-        spec = json.loads(args._one)
-        print(json.dumps(train_row(spec["spec"], spec["budget_s"], spec["val"], spec["seed"])))
+    results = run_learn_rows(__file__, args, ROWS, train_row)
+    if results is None:  # a child process: its row is printed
         return 0
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    pending = [(name, json.dumps({"spec": {**ROWS[name], "row": name}, "budget_s": args.budget_min * 60,
-                                  "val": args.val, "seed": args.seed})) for name in args.rows]
-    running: list[tuple[str, subprocess.Popen]] = []
-    results: dict[str, dict[str, Any]] = {}
-    while pending or running:
-        while pending and len(running) < max(1, args.jobs):
-            name, spec = pending.pop(0)
-            print(f"training {name} ({args.budget_min:g} CPU min) ...", file=sys.stderr, flush=True)
-            running.append((name, subprocess.Popen([sys.executable, __file__, "--_one", spec], env=env,
-                                                   stdout=subprocess.PIPE, text=True)))
-        for name, proc in list(running):
-            if proc.poll() is None:
-                continue
-            running.remove((name, proc))
-            out = proc.stdout.read() if proc.stdout else ""
-            if proc.returncode != 0:
-                raise SystemExit(f"row {name} failed (exit {proc.returncode})")
-            results[name] = json.loads(out.strip().splitlines()[-1])
-            print(f"  {name}: {results[name]['psnr']:.2f} dB, {results[name]['used_codes']} codes", file=sys.stderr)
-        time.sleep(1.0)
     rows = static_rows(args.val, args.seed) + [results[n] for n in args.rows]
     print_table(rows, args.budget_min, args.val)
-    path = Path(args.json or f"runs/bench_learn_2d/{time.strftime('%Y%m%d-%H%M%S')}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, "resolution": RES, "rows": rows}, indent=2))
-    print(f"\nwrote {path}")
+    write_learn_json(args, "bench_learn_2d", rows, resolution=RES)
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

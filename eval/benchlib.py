@@ -105,3 +105,69 @@ def _log(msg: str) -> None:
 
 def load_average() -> float | None:
     return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def learn_bench_args(description: str, name: str, rows: list[str], default_rows: list[str], budget_min: float,
+                     val: int, what: str) -> Any:
+    """The command line shared by the ``bench_learn_*`` scripts (one trained row per child process)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--budget-min", type=float, default=budget_min, help="CPU minutes of training per row (1 thread)")
+    p.add_argument("--val", type=int, default=val, help=f"held-out {what}")
+    p.add_argument("--rows", nargs="*", default=default_rows, choices=rows)
+    p.add_argument("--jobs", type=int, default=2, help="rows trained at once (one process, one thread each)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help=f"default: runs/{name}/<time>.json")
+    p.add_argument("--_one", default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def run_learn_rows(script: str, args: Any, rows: dict[str, dict[str, Any]], train_row: Any) -> dict[str, dict[str, Any]] | None:
+    """Train ``args.rows`` in child processes of ``script`` (``args.jobs`` at a time, 1 thread each).
+
+    In a child (``--_one``) prints ``train_row(spec, budget_s, val, seed)`` as JSON and returns
+    None; in the parent returns row name -> that dict.
+    """
+    import json
+    import subprocess
+    import time
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args._one:  # child: one trained row as JSON on the last stdout line
+        spec = json.loads(args._one)
+        print(json.dumps(train_row(spec["spec"], spec["budget_s"], spec["val"], spec["seed"])))
+        return None
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    pending = [(name, json.dumps({"spec": {**rows[name], "row": name}, "budget_s": args.budget_min * 60,
+                                  "val": args.val, "seed": args.seed})) for name in args.rows]
+    running: list[tuple[str, subprocess.Popen]] = []
+    results: dict[str, dict[str, Any]] = {}
+    while pending or running:
+        while pending and len(running) < max(1, args.jobs):
+            name, spec = pending.pop(0)
+            print(f"training {name} ({args.budget_min:g} CPU min) ...", file=sys.stderr, flush=True)
+            running.append((name, subprocess.Popen([sys.executable, script, "--_one", spec], env=env,
+                                                   stdout=subprocess.PIPE, text=True)))
+        for name, proc in list(running):
+            if proc.poll() is None:
+                continue
+            running.remove((name, proc))
+            out = proc.stdout.read() if proc.stdout else ""
+            if proc.returncode != 0:
+                raise SystemExit(f"row {name} failed (exit {proc.returncode})")
+            results[name] = json.loads(out.strip().splitlines()[-1])
+            print(f"  {name}: {results[name]['psnr']:.2f} dB, {results[name]['used_codes']} codes", file=sys.stderr)
+        time.sleep(1.0)
+    return results
+
+
+def write_learn_json(args: Any, name: str, rows: list[dict[str, Any]], **facts: Any) -> None:
+    import json
+    import time
+    from pathlib import Path
+
+    path = Path(args.json or f"runs/{name}/{time.strftime('%Y%m%d-%H%M%S')}.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, **facts, "rows": rows}, indent=2))
+    print(f"\nwrote {path}")
