@@ -11,7 +11,6 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 _TERMS: dict[str, Callable[..., nn.Module]] = {}

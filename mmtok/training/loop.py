@@ -18,7 +18,6 @@ window, codebook histogram). Run layout::
 
 from __future__ import annotations
 
-import time
 from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
