@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import learn_bench_args, run_learn_rows, write_learn_json  # noqa: E402
+from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, write_learn_json  # noqa: E402
 
 RES, FRAMES = 32, 17
 PRESET = "causal3d_tiny"
@@ -90,31 +89,11 @@ def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: i
     import torch
 
     from mmtok.data import open_dataset
-    from mmtok.training.ema import EMA
-    from mmtok.training.schedule import lr_at
 
     torch.manual_seed(seed)
-    tok = build(overrides).train()
-    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
-    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    tok = build(overrides)
     data = open_dataset(f"{o['data']}:1048576", "video", resolution=RES, num_frames=FRAMES, seed=seed)
-    t0, step, total = time.process_time(), 0, 10_000
-    while (used := time.process_time() - t0) < budget_s:
-        w = o["warmup_steps"]
-        s = step if step < w else w + int((total - w) * used / budget_s)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
-        x = torch.stack([data[step * o["batch"] + i]["x"] for i in range(o["batch"])])
-        out = tok(x)
-        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            ema.update(tok)
-        step += 1
-    return (ema.module if ema is not None else tok), step, time.process_time() - t0
+    return train_for_cpu_budget(tok, data, o, budget_s)
 
 
 def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dict[str, Any]:

@@ -171,3 +171,37 @@ def write_learn_json(args: Any, name: str, rows: list[dict[str, Any]], **facts: 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"budget_min": args.budget_min, "val": args.val, **facts, "rows": rows}, indent=2))
     print(f"\nwrote {path}")
+
+
+def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float) -> tuple[Any, int, float]:
+    """Train ``tok`` on ``data`` (items in index order) with L1 + L2 + its own loss until ``budget_s``
+    seconds of process CPU time are spent; the cosine schedule is spread over that budget.
+
+    ``o``: lr, betas, weight_decay, warmup_steps, min_lr_ratio, batch, l1, l2, ema (0 = off).
+    Returns (the EMA model if any, else the model; steps; CPU seconds used).
+    """
+    import time
+
+    from mmtok.training.ema import EMA
+    from mmtok.training.schedule import lr_at
+
+    tok.train()
+    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
+    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    t0, step, total = time.process_time(), 0, 10_000
+    while (used := time.process_time() - t0) < budget_s:
+        w = o["warmup_steps"]
+        s = step if step < w else w + int((total - w) * used / budget_s)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
+        x = torch.stack([data[step * o["batch"] + i]["x"] for i in range(o["batch"])])
+        out = tok(x)
+        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            ema.update(tok)
+        step += 1
+    return (ema.module if ema is not None else tok), step, time.process_time() - t0
