@@ -25,11 +25,10 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import learn_bench_args, run_learn_rows, write_learn_json  # noqa: E402
+from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, write_learn_json  # noqa: E402
 
 RES, PATCH = 64, 8
 
@@ -111,39 +110,14 @@ def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dic
     The cosine schedule runs on CPU time (warmup in steps), so it ends with the budget."""
     import torch
 
-    from mmtok.training.ema import EMA
-    from mmtok.training.schedule import lr_at
-
     set_threads()
     torch.manual_seed(seed)
     o = spec["optim"]
-    tok = build(spec["preset"], spec["overrides"]).train()
-    ema = EMA(tok, o["ema"], warmup=True) if o.get("ema") else None
-    opt = torch.optim.AdamW(tok.parameters(), lr=o["lr"], betas=tuple(o["betas"]), weight_decay=o["weight_decay"])
+    tok = build(spec["preset"], spec["overrides"])
     data = _train_set(1 << 20, seed)
-    g = torch.Generator().manual_seed(seed)
-    t0, step, cursor = time.process_time(), 0, 0
-    perm = torch.randperm(len(data), generator=g)
-    while (used := time.process_time() - t0) < budget_s:
-        # a cosine over the CPU budget, mapped onto 10,000 schedule steps after the warmup
-        total = 10_000
-        s = step if step < o["warmup_steps"] else o["warmup_steps"] + int((total - o["warmup_steps"]) * used / budget_s)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(s, o["lr"], total, o["warmup_steps"], "cosine", o["min_lr_ratio"])
-        idx = perm[cursor : cursor + o["batch"]]
-        cursor += o["batch"]
-        x = torch.stack([data[int(i)]["x"] for i in idx])
-        out = tok(x)
-        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)
-        opt.step()
-        if ema is not None:
-            ema.update(tok)
-        step += 1
-    cpu_min = (time.process_time() - t0) / 60
-    model = ema.module if ema is not None else tok
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+    model, step, cpu_s = train_for_cpu_budget(tok, data, o, budget_s, order=perm)
+    cpu_min = cpu_s / 60
     res = evaluate(model, held_out(val))
     return {**res, "label": spec["label"], "row": spec.get("row"), "steps": step, "images": step * o["batch"],
             "cpu_min": cpu_min, "preset": spec["preset"], "overrides": spec["overrides"], "optim": o}

@@ -173,11 +173,13 @@ def write_learn_json(args: Any, name: str, rows: list[dict[str, Any]], **facts: 
     print(f"\nwrote {path}")
 
 
-def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float) -> tuple[Any, int, float]:
+def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float,
+                         order: Any = None) -> tuple[Any, int, float]:
     """Train ``tok`` on ``data`` (items in index order) with L1 + L2 + its own loss until ``budget_s``
     seconds of process CPU time are spent; the cosine schedule is spread over that budget.
 
     ``o``: lr, betas, weight_decay, warmup_steps, min_lr_ratio, batch, l1, l2, ema (0 = off).
+    ``order``: item indices to read in turn (default 0, 1, 2, ...).
     Returns (the EMA model if any, else the model; steps; CPU seconds used).
     """
     import time
@@ -194,7 +196,8 @@ def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float
         s = step if step < w else w + int((total - w) * used / budget_s)
         for group in opt.param_groups:
             group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
-        x = torch.stack([data[step * o["batch"] + i]["x"] for i in range(o["batch"])])
+        at = [step * o["batch"] + i for i in range(o["batch"])]
+        x = torch.stack([data[int(order[j]) if order is not None else j]["x"] for j in at])
         out = tok(x)
         loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
         opt.zero_grad(set_to_none=True)
