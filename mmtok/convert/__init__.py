@@ -198,7 +198,7 @@ def convert_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.list:
         for n, d in list_converters().items():
-            print(f"  {n:<10} {d}")
+            print(f"  {n:<12} {d}")
         return 0
     if not args.src or not args.out:
         p.error("SRC and OUT are required (or --list)")
