@@ -5,7 +5,7 @@ through the wrapper), on the same input, in adjacent A/B pairs (alternating whic
 first) so machine noise hits both alike; the table reports median times and the median of
 the per-pair ratios wrapper / raw (target <= 1.05).
 
-    python eval/bench_quantizers.py [--batch 16 --tokens 256 --dim 256 --iters 30] [--device cuda]
+    python eval/bench_quantizers.py [--threads 1 --batch 16 --tokens 256 --dim 256 --iters 30] [--device cuda]
 """
 
 from __future__ import annotations
@@ -93,8 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=20, help="minimum A/B pairs per quantizer")
     p.add_argument("--budget", type=float, default=3.0, help="seconds per quantizer for extra pairs")
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (the same for both sides)")
     p.add_argument("--device", action="append", default=None, help="cpu and/or cuda (default: cpu, plus cuda when available)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"input (B, N, D) = ({args.batch}, {args.tokens}, {args.dim}); forward+backward in training mode; ms = medians, ratio = median of per-pair ratios; torch {torch.__version__}, {torch.get_num_threads()} threads")
     worst = 0.0

@@ -60,8 +60,11 @@ class QuantizerOutput:
     metrics: Mapping[str, Tensor] = field(default_factory=dict)
 
 
-def check_tokens(z: Tensor, dim: int, name: str = "z") -> None:
-    """Validate a channel-last (B, N, D) float input; raise a clear error otherwise."""
+def check_tokens(z: Tensor, dim: int, name: str = "z", finite: bool = True) -> None:
+    """Validate a channel-last (B, N, D) float input; raise a clear error otherwise.
+
+    ``finite=False`` skips the NaN/inf check, for a quantizer that runs ``check_finite`` on a
+    smaller tensor derived from ``z`` (see ``FSQ``)."""
     if not isinstance(z, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
     if z.ndim != 3:
@@ -73,10 +76,24 @@ def check_tokens(z: Tensor, dim: int, name: str = "z") -> None:
         raise ValueError(f"{name} has feature dim {z.shape[-1]}, but the quantizer was built with dim={dim}")
     if not torch.is_floating_point(z):
         raise TypeError(f"{name} must be a floating tensor, got {z.dtype}")
+    if finite:
+        check_finite(z, name)
+
+
+def check_finite(t: Tensor, name: str = "z", source: Tensor | None = None) -> None:
+    """Raise ``ValueError("<name> contains NaN or inf")`` when ``t`` has a NaN or inf.
+
+    ``source``: the tensor the error is about, when ``t`` is derived from it (a linear map of
+    it, whose rows are non-finite wherever the source rows are); a non-finite ``t`` is then
+    confirmed on ``source`` itself, so a huge but finite input that overflows is not refused.
+    """
+    z = t if source is None else source
+    if z.is_cuda:
+        t = z  # on the GPU the full check is cheap and never syncs; no overflow corner case
     # A sum is finite iff no element is NaN/inf (barring overflow of huge finite values, which
     # the exact check below then rules out); one reduction is much cheaper than isfinite().all().
-    total = z.detach().sum()
-    if z.is_cuda:
+    total = t.detach().sum()
+    if t.is_cuda:
         # No host sync on the hot path: the device raises asynchronously.
         torch._assert_async(torch.isfinite(total), f"{name} contains NaN or inf")
     elif not bool(torch.isfinite(total)) and not bool(torch.isfinite(z).all()):
@@ -121,6 +138,8 @@ class Quantizer(nn.Module):
     kind: ClassVar[str] = ""
     is_residual: ClassVar[bool] = False
     TRACKER_BUFFERS: ClassVar[tuple[str, ...]] = ("_last_used", "_step")
+    # True when ``_quantize`` checks the input for NaN/inf itself (on a cheaper derived tensor)
+    checks_finite_itself: ClassVar[bool] = False
 
     def __init__(self, dim: int, codebook_size: int, num_levels: int = 1, dead_window: int = 100) -> None:
         super().__init__()
@@ -174,7 +193,7 @@ class Quantizer(nn.Module):
 
     # --- protocol ----------------------------------------------------------------------
     def forward(self, z: Tensor) -> QuantizerOutput:
-        check_tokens(z, self.dim)
+        check_tokens(z, self.dim, finite=not self.checks_finite_itself)
         with full_precision(z.device.type):
             q, codes, loss = self._quantize(z.float())
         metrics = self.code_metrics(codes)
@@ -183,7 +202,7 @@ class Quantizer(nn.Module):
     @torch.no_grad()
     def encode(self, z: Tensor) -> Tensor:
         """Token ids for ``z`` (B, N, D); side-effect free (runs in eval mode)."""
-        check_tokens(z, self.dim)
+        check_tokens(z, self.dim, finite=not self.checks_finite_itself)
         with eval_mode(self), full_precision(z.device.type):
             return self._quantize(z.float())[1]
 

@@ -326,3 +326,33 @@ def test_quantizer_metrics_and_dataset_histogram_share_one_implementation():
     assert float(m["dead_codes"]) == 2.0
     with pytest.raises(ValueError, match="levels"):
         code_histogram(codes, 4, num_levels=3)
+
+
+@pytest.mark.parametrize("levels, dim", [([8, 5, 5, 5], DIM), ([8, 5, 5, 5], 4), ([2, 2, 2, 2], DIM)])
+def test_fsq_matches_the_wrapped_module_bitwise(levels, dim):
+    """The wrapper calls the wrapped module's steps itself: outputs and gradients are its own."""
+    torch.manual_seed(0)
+    q = Q.build({"type": "fsq", "levels": levels}, dim=dim)
+    for train in (True, False):
+        q.train(train)
+        z = torch.randn(3, 10, dim, requires_grad=True)
+        z_raw = z.detach().clone().requires_grad_(True)
+        out = q(z)
+        ref_q, ref_codes = q.fsq(z_raw)
+        assert torch.equal(out.quantized, ref_q) and torch.equal(out.codes, ref_codes.long())
+        out.quantized.square().sum().backward()
+        ref_q.square().sum().backward()
+        assert torch.equal(z.grad, z_raw.grad)
+
+
+def test_fsq_finite_check_on_projection_accepts_huge_finite_input():
+    q = make("fsq")
+    z = torch.randn(2, 4, DIM)
+    with torch.no_grad():
+        q.fsq.project_in.weight.abs_()
+    z[0, 0, :] = 3e38  # finite, but the projection overflows
+    assert not torch.isfinite(q.fsq.project_in(z)).all()
+    assert q.encode(z).shape == (2, 4)
+    z[1, 2, 3] = float("-inf")
+    with pytest.raises(ValueError, match="NaN or inf"):
+        q.encode(z)
