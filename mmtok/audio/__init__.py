@@ -11,7 +11,7 @@ from mmtok.audio import encodec_codec, istft_codec, rvq_codec  # noqa: F401  (re
 from mmtok.audio.common import AudioTokenizer, check_audio, resample, to_channels
 from mmtok.audio.encodec_codec import EncodecStyleCodec, EncodecStyleCodecConfig
 from mmtok.audio.istft_codec import ISTFTCodec, ISTFTCodecConfig, ISTFTDecoder
-from mmtok.audio.long import decode_long, encode_long, plan_windows, seam_report
+from mmtok.audio.long import decode_long, default_batch_size, encode_long, plan_windows, seam_report
 from mmtok.audio.rvq_codec import RVQCodec, RVQCodecConfig
 from mmtok.audio.streaming import StreamDecoder, StreamEncoder
 
@@ -26,6 +26,7 @@ __all__ = [
     "ISTFTDecoder",
     "StreamEncoder",
     "StreamDecoder",
+    "default_batch_size",
     "encode_long",
     "decode_long",
     "seam_report",

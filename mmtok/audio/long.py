@@ -1,11 +1,13 @@
 """Long files in bounded memory: windowed encode / decode with stitching, and a seam report.
 
-    codes = tok.encode_long(wav, chunk_seconds=10, batch_size=8)    # wav (C, S) -> (T[, Q])
+    codes = tok.encode_long(wav, chunk_seconds=10)    # wav (C, S) -> (T[, Q])
     wav_hat = tok.decode_long(codes)                                  # -> (C, T * hop)
 
 Windows of ``chunk`` frames start every ``chunk - overlap`` frames; the last one is moved
 back to end at the file's end (no padding past it), so the file's own edges see exactly
-what a whole-file pass sees. Only ``batch_size`` windows are in memory at a time.
+what a whole-file pass sees. Only ``batch_size`` windows are in memory at a time; by default
+one on the CPU (batching windows there only adds memory traffic: batch 1 is faster and keeps
+the peak flat) and ``GPU_BATCH_SIZE`` on an accelerator, where a batch fills the device.
 
 Stitching. Between consecutive windows a *cut* frame decides which window a frame comes
 from. Non-causal models cut in the middle of the overlap: every kept frame has at least
@@ -29,6 +31,23 @@ from mmtok.layers.audio import reach
 
 if TYPE_CHECKING:
     from mmtok.audio.common import AudioTokenizer
+
+
+GPU_BATCH_SIZE = 8
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Windows per batch for ``encode_long`` / ``decode_long`` on ``device``: 1 on the CPU,
+    ``GPU_BATCH_SIZE`` elsewhere."""
+    return 1 if torch.device(device).type == "cpu" else GPU_BATCH_SIZE
+
+
+def _batch_size(batch_size: int | None, device: torch.device) -> int:
+    if batch_size is None:
+        return default_batch_size(device)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
 
 
 def plan_windows(total: int, window: int, overlap: int, causal: bool) -> tuple[list[tuple[int, int]], list[int]]:
@@ -90,15 +109,17 @@ def encode_long(
     wav: Tensor,
     chunk_seconds: float = 10.0,
     overlap_seconds: float | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     n_q: int | None = None,
     sample_rate: int | None = None,
     resample: bool = False,
 ) -> Tensor:
     """Encode a long (C, S) or (1, C, S) waveform window by window -> codes (T[, n_q]),
     T = ceil(S / hop). ``overlap_seconds`` defaults to what the encoder's reach needs for
-    windowed == whole-file codes (clipped to half a window)."""
+    windowed == whole-file codes (clipped to half a window). ``batch_size``: windows per
+    batch, default by device (``default_batch_size``)."""
     x = tok._prepare(_as_file(wav, tok.channels), sample_rate, resample)  # (1, C, T * hop)
+    batch_size = _batch_size(batch_size, x.device)
     hop, total = tok.hop_length, x.shape[-1] // tok.hop_length
     chunk = max(1, _frames(chunk_seconds, tok.frame_rate, "chunk_seconds"))
     overlap = _overlap(tok, chunk, overlap_seconds)
@@ -128,7 +149,7 @@ def decode_long(
     chunk_frames: int | None = None,
     overlap_frames: int | None = None,
     fade_frames: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
 ) -> Tensor:
     """Decode long codes (T[, Q]) or (1, T[, Q]) window by window -> (C, T * hop) in [-1, 1].
 
@@ -136,13 +157,14 @@ def decode_long(
     the decoder's reach needs for windowed == whole decode) and are crossfaded over
     ``fade_frames`` (default ``overlap_frames // 2``) with complementary raised-cosine
     ramps (no seam; the weights are normalised, so any fade up to the overlap is valid).
-    Only ``batch_size`` windows are decoded at a time.
+    Only ``batch_size`` windows are decoded at a time (default by device, ``default_batch_size``).
     """
     single = 2 if tok.is_residual else 1
     if isinstance(codes, Tensor) and codes.ndim == single + 1 and codes.shape[0] == 1:
         codes = codes[0]
     codes = tok.check_codes(codes[None] if isinstance(codes, Tensor) else codes)[0]  # (T[, Q])
     hop, total = tok.hop_length, codes.shape[0]
+    batch_size = _batch_size(batch_size, codes.device)
     chunk = chunk_frames if chunk_frames is not None else max(1, _frames(10.0, tok.frame_rate, "chunk_seconds"))
     overlap = min(default_overlap(tok, "decoder"), chunk // 2) if overlap_frames is None else overlap_frames
     fade = overlap // 2 if fade_frames is None else fade_frames
@@ -201,7 +223,7 @@ def seam_report(
     chunk_seconds: float = 10.0,
     overlap_seconds: float | None = None,
     decode_overlap_frames: int | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     n_q: int | None = None,
     edge_frames: int | None = None,
 ) -> dict[str, Any]:

@@ -4,7 +4,15 @@ import pytest
 import torch
 
 import mmtok
-from mmtok.audio import StreamDecoder, StreamEncoder, decode_long, encode_long, plan_windows, seam_report
+from mmtok.audio import (
+    StreamDecoder,
+    StreamEncoder,
+    decode_long,
+    default_batch_size,
+    encode_long,
+    plan_windows,
+    seam_report,
+)
 
 CAUSAL = ["rvq_codec_tiny_causal", "istft_codec_tiny_causal"]
 
@@ -128,6 +136,27 @@ def test_long_causal_windowed_equals_whole(toks, name):
     assert y.shape == (1, 32000)
     assert float((y - tok.decode(whole[None])[0]).abs().max()) < 1e-5
     torch.testing.assert_close(tok.decode_long(codes[None], chunk_frames=128), y)
+
+
+def test_long_batch_size_by_device(toks):
+    from mmtok.audio import long as long_mod
+
+    assert default_batch_size("cpu") == 1
+    assert default_batch_size(torch.device("cuda", 0)) == long_mod.GPU_BATCH_SIZE > 1
+    tok = toks["rvq_codec_tiny_causal"]
+    x = wave(b=1, s=32000)[0]
+    seen = []
+    hook = tok.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0].shape[0]))
+    try:
+        codes = encode_long(tok, x, chunk_seconds=0.6)  # CPU default: one window at a time
+        assert len(seen) > 1 and set(seen) == {1}
+        seen.clear()
+        assert torch.equal(encode_long(tok, x, chunk_seconds=0.6, batch_size=4), codes)
+        assert max(seen) == 4
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="batch_size"):
+        encode_long(tok, x, chunk_seconds=0.6, batch_size=0)
 
 
 @pytest.mark.parametrize("name", ["rvq_codec_tiny", "istft_codec_tiny"])
