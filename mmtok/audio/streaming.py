@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mmtok.audio.common import check_audio
-from mmtok.layers.audio import streaming
+from mmtok.layers.audio import streaming, streaming_layers
 
 if TYPE_CHECKING:
     from mmtok.audio.common import AudioTokenizer
@@ -54,6 +54,15 @@ class _Stream:
         self.state: dict[nn.Module, Tensor] = {}
         self.batch_size: int | None = None
         self.frames = 0  # frames emitted so far
+        self._layers: dict[nn.Module, list] = {}  # stateful layers of each streamed stack
+
+    def _run(self, module: nn.Module, x: Tensor) -> Tensor:
+        """``module(x)`` with this stream's carried state."""
+        layers = self._layers.get(module)
+        if layers is None:
+            layers = self._layers[module] = streaming_layers(module)
+        with streaming(module, self.state, layers):
+            return module(x)
 
     def _check_batch(self, b: int) -> None:
         if self.batch_size is None:
@@ -64,6 +73,7 @@ class _Stream:
     def reset(self) -> None:
         """Forget the past: the next push starts a new stream."""
         self.state.clear()
+        self._layers.clear()
         self.batch_size = None
         self.frames = 0
 
@@ -98,8 +108,7 @@ class StreamEncoder(_Stream):
         self.pending = x[..., n:] if n < x.shape[-1] else None
         if n == 0:
             return self._empty(x)
-        with streaming(self.tok.encoder, self.state):
-            z = self.tok.encoder(x[..., :n])
+        z = self._run(self.tok.encoder, x[..., :n])
         codes = self.tok.quantize_latent(z, self.n_q)
         self.frames += codes.shape[1]
         return codes
@@ -130,8 +139,7 @@ class StreamDecoder(_Stream):
             return torch.zeros(codes.shape[0], self.tok.channels, 0, device=self.tok.device)
         codes = self.tok.check_codes(codes)
         self._check_batch(codes.shape[0])
-        with streaming(self.tok.decoder, self.state):
-            wav = self.tok.decoder(self.tok.dequantize(codes))
+        wav = self._run(self.tok.decoder, self.tok.dequantize(codes))
         self.frames += codes.shape[1]
         return wav.clamp(-1, 1)
 

@@ -77,14 +77,23 @@ class StreamingModule(nn.Module):
         self._stream: dict[nn.Module, Tensor] | None = None
 
 
+def streaming_layers(module: nn.Module) -> list[StreamingModule]:
+    """The layers of ``module`` that carry state while streaming (pass them to ``streaming``
+    to skip walking the module tree on every chunk)."""
+    return [m for m in module.modules() if isinstance(m, StreamingModule)]
+
+
 @contextmanager
-def streaming(module: nn.Module, state: dict[nn.Module, Tensor]) -> Iterator[None]:
+def streaming(module: nn.Module, state: dict[nn.Module, Tensor],
+              layers: Sequence[StreamingModule] | None = None) -> Iterator[None]:
     """Run ``module`` chunk by chunk within, carrying each layer's past in ``state``
     (a dict owned by the caller: one per stream, empty at the start of the stream).
+    ``layers``: ``streaming_layers(module)``, when the caller keeps it between chunks.
 
     Raises ``ValueError`` if a layer is not causal (a centred conv needs future input).
     """
-    layers = [m for m in module.modules() if isinstance(m, StreamingModule)]
+    if layers is None:
+        layers = streaming_layers(module)
     bad = [type(m).__name__ for m in layers if not m.causal]
     if bad:
         raise ValueError(
@@ -101,6 +110,23 @@ def streaming(module: nn.Module, state: dict[nn.Module, Tensor]) -> Iterator[Non
 
 def _norm(module: nn.Module, weight_norm: bool) -> nn.Module:
     return _weight_norm(module) if weight_norm else module
+
+
+def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
+    """``conv.weight`` read once per stream: a weight-normed weight is recomputed only when
+    its parameters change (their version counters), not on every chunk; without weight
+    norm the parameter itself. Stored in the stream's ``state`` under ``(layer, "weight")``."""
+    param = getattr(conv, "parametrizations", None)
+    if param is None or not hasattr(param, "weight") or torch.is_grad_enabled():
+        return conv.weight  # with autograd each chunk builds its own graph through the weight
+    p = param.weight
+    versions = tuple(t._version for t in (p.original0, p.original1))
+    hit = state.get((layer, "weight"))
+    if hit is not None and hit[0] == versions:
+        return hit[1]
+    w = conv.weight
+    state[(layer, "weight")] = (versions, w)
+    return w
 
 
 def weight_of(conv: nn.Module) -> Tensor:
@@ -121,7 +147,13 @@ class Snake(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:  # (B, C, T) -> (B, C, T)
-        return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
+        inv = (self.alpha + 1e-9).reciprocal()
+        if torch.is_grad_enabled() and (x.requires_grad or self.alpha.requires_grad):
+            return x + inv * torch.sin(self.alpha * x).pow(2)
+        # Without autograd: the same operations in one buffer, in place (one allocation
+        # instead of four; products and sums commute exactly, so the result is bitwise equal).
+        y = torch.mul(self.alpha, x)
+        return y.sin_().pow_(2).mul_(inv).add_(x)
 
 
 class LayerNorm1d(nn.LayerNorm):
@@ -214,8 +246,10 @@ class AudioConv1d(StreamingModule):
             if past is None:  # the stream starts with the zeros the offline padding adds
                 past = x.new_zeros(*x.shape[:-1], self.pad_left)
             x = torch.cat([past, x], dim=-1)
-            self._stream[self] = x[..., x.shape[-1] - self.pad_left :].clone()
-        return self.conv(x)
+            # a view, no copy: it keeps one chunk of this layer's input alive, nothing grows
+            self._stream[self] = x[..., x.shape[-1] - self.pad_left :]
+        c = self.conv
+        return F.conv1d(x, stream_weight(self, c, self._stream), c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
 class AudioConvTranspose1d(StreamingModule):
@@ -269,9 +303,12 @@ class AudioConvTranspose1d(StreamingModule):
                 if past is None:  # zero frames contribute nothing: the offline start
                     past = x.new_zeros(*x.shape[:-1], self.context)
                 x = torch.cat([past, x], dim=-1)
-                self._stream[self] = x[..., x.shape[-1] - self.context :].clone()
+                self._stream[self] = x[..., x.shape[-1] - self.context :]  # a view (see AudioConv1d)
             start = self.context * self.stride
-            return self.conv(x)[..., start : start + n * self.stride]
+            c = self.conv
+            w = stream_weight(self, c, self._stream)
+            y = F.conv_transpose1d(x, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+            return y[..., start : start + n * self.stride]
         return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride + self.length_change]
 
 
@@ -497,6 +534,8 @@ __all__ = [
     "chain_reach",
     "StreamingModule",
     "streaming",
+    "streaming_layers",
+    "stream_weight",
     "weight_of",
     "reflect_pad",
     "Snake",

@@ -97,3 +97,37 @@ def test_group_norm_picks_a_divisor():
     assert group_norm(48).num_groups == 24
     assert group_norm(64).num_groups == 32
     assert group_norm(7).num_groups == 7
+
+
+def test_snake_inference_path_is_bitwise_the_autograd_path():
+    from mmtok.layers.audio import Snake
+
+    snake = Snake(6)
+    with torch.no_grad():
+        snake.alpha.uniform_(0.2, 3.0)
+    x = torch.randn(2, 6, 50, requires_grad=True)
+    y_grad = snake(x)  # autograd path
+    with torch.no_grad():
+        y_fast = snake(x)  # in-place path
+    assert torch.equal(y_grad.detach(), y_fast)
+
+
+def test_stream_weight_is_read_once_and_follows_parameter_updates():
+    from mmtok.layers.audio import AudioConv1d, streaming
+
+    conv = AudioConv1d(3, 4, 5, causal=True).eval()
+    x = torch.randn(1, 3, 40)
+    state: dict = {}
+    with torch.no_grad():
+        with streaming(conv, state):
+            conv(x[..., :20])
+        assert (conv, "weight") in state
+        with torch.no_grad():
+            conv.conv.parametrizations.weight.original1.mul_(2.0)  # a new direction tensor version
+        with streaming(conv, state):
+            b = conv(x[..., 20:])
+        full_state: dict = {}
+        with streaming(conv, full_state):
+            conv(x[..., :20])
+            ref = conv(x[..., 20:])  # the updated weight, fresh stream state
+    assert torch.equal(b, ref)
