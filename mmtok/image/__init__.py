@@ -6,8 +6,10 @@
 """
 
 from mmtok.image import variants_1d  # noqa: F401  (registers the 1D variants)
+from mmtok.image import flow_decoder  # noqa: F401  (registers the *_flow variants)
 from mmtok.image.common import ImageTokenizer
+from mmtok.image.flow_decoder import FlowTiTokConfig, FlowTiTokTokenizer
 from mmtok.image.titok import TiTokConfig, TiTokTokenizer
 from mmtok.image.vqgan import VQGANConfig, VQGANTokenizer
 
-__all__ = ["ImageTokenizer", "TiTokConfig", "TiTokTokenizer", "VQGANConfig", "VQGANTokenizer"]
+__all__ = ["FlowTiTokConfig", "FlowTiTokTokenizer", "ImageTokenizer", "TiTokConfig", "TiTokTokenizer", "VQGANConfig", "VQGANTokenizer"]

@@ -22,6 +22,9 @@ class ModelConfig:
     name: str = "titok_t32_fsq"  # registered tokenizer variant (mmtok.list_tokenizers())
     overrides: dict[str, Any] = field(default_factory=dict)  # config fields passed to create_tokenizer
     init_from: str | None = None  # a save_pretrained directory to fine-tune from
+    # with init_from: load only the weights under these module prefixes (two-stage training, e.g.
+    # [encoder, quantizer, nested] from a trained tokenizer into a flow-decoder variant); [] = all, strictly
+    init_modules: list[str] = field(default_factory=list)
 
 
 @dataclass

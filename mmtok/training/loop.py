@@ -242,7 +242,7 @@ def generator_step(run: Run, guard: NonFiniteGuard) -> tuple[dict[str, Any], lis
         guard.observe(g.total, run.step)
         acc.backward(g.total / accum)
         _add(terms, {"loss/total": g.total, **{f"loss/{k}": v for k, v in g.terms.items()},
-                     **{f"quantizer/{k}": v for k, v in out.metrics.items()}}, 1.0 / accum)
+                     **{k if k.startswith("loss/") else f"quantizer/{k}": v for k, v in out.metrics.items()}}, 1.0 / accum)
         run.window.codes.update(out.codes)
         if run.disc is not None:
             pairs.append((x, out.recon.detach()))

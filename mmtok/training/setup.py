@@ -55,10 +55,32 @@ def build_tokenizer(cfg: TrainConfig) -> Any:
         weights = Path(cfg.model.init_from) / "model.safetensors"
         if not weights.is_file():
             raise FileNotFoundError(f"model.init_from: {weights} not found")
+        if cfg.model.init_modules:
+            _load_modules(tok, weights, list(cfg.model.init_modules), cfg.model.name)
+            return tok
         missing, unexpected = load_model(tok, str(weights), strict=False)
         if missing or unexpected:
             raise ConfigError(f"model.init_from weights do not fit {cfg.model.name}: missing={missing} unexpected={unexpected}")
     return tok
+
+
+def _load_modules(tok: Any, weights: Path, prefixes: list[str], name: str) -> None:
+    """Copy the tensors under ``prefixes`` from a save_pretrained file into ``tok`` (strict on those)."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(weights), device="cpu")
+    own = tok.state_dict()
+    pick = lambda keys: {k for k in keys if any(k == p or k.startswith(p + ".") for p in prefixes)}  # noqa: E731
+    want, have = pick(own), pick(state)
+    if not want:
+        raise ConfigError(f"model.init_modules {prefixes}: {name} has no weights under these prefixes")
+    if want != have:
+        raise ConfigError(f"model.init_modules {prefixes}: {weights} does not fit {name}: missing="
+                          f"{sorted(want - have)[:8]} unexpected={sorted(have - want)[:8]}")
+    bad = [k for k in want if own[k].shape != state[k].shape]
+    if bad:
+        raise ConfigError(f"model.init_modules: shapes differ for {bad[:8]} between {weights} and {name}")
+    tok.load_state_dict({k: state[k] for k in want}, strict=False)
 
 
 def data_preprocessing(cfg: TrainConfig, tok: Any) -> dict[str, Any]:

@@ -43,10 +43,18 @@ TINY_WIDTHS = {
 }
 
 
+# Flow-decoder variants (*_flow): a pixel-space velocity model of a few thousand parameters, no
+# local VAE / REPA weights, 2 sampling steps.
+TINY_FLOW = ["model.overrides.flow_space=pixel", "model.overrides.repa=null", "model.overrides.flow_width=32",
+             "model.overrides.flow_depth=1", "model.overrides.flow_heads=2", "model.overrides.flow_patch_size=8",
+             "model.overrides.sample_steps=2"]
+
+
 def tiny_model_overrides(model_name: str) -> list[str]:
     for prefixes, ov in TINY_MODEL.items():
         if model_name.startswith(prefixes):
             extra = [o for p, w in TINY_WIDTHS.items() if model_name.startswith(p) for o in w]
+            extra += TINY_FLOW if model_name.endswith("_flow") else []
             return list(ov) + extra
     raise KeyError(f"no tiny overrides for {model_name}; add them to tests/train/train_recipe_helpers.py")
 
