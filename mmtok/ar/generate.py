@@ -89,6 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-cache", action="store_true", help="sample without the KV cache (same tokens, slower)")
+    p.add_argument("--flow-steps", type=int, default=None,
+                   help="flow-decoder tokenizers: sampling steps of decode (default: the tokenizer's)")
+    p.add_argument("--flow-cfg-scale", type=float, default=None,
+                   help="flow-decoder tokenizers: guidance scale of decode (default: the tokenizer's)")
     p.add_argument("--out", default=None, help="output folder (default: GENERATOR/../samples)")
     p.add_argument("--fid", action="store_true", help="images: compute gFID")
     p.add_argument("--reference", default=None, help="gFID reference: a dataset spec or an .npz with mu/sigma")
@@ -96,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None)
     p.add_argument("--debug", action="store_true")
     return p
+
+
+def _is_flow(tok: Any) -> bool:
+    from mmtok.metrics.flow_sweep import supports_flow_steps
+
+    return supports_flow_steps(tok)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -113,6 +123,11 @@ def _run(args: argparse.Namespace) -> int:
     shards = meta["shards"]
     check_tokenizer(args.tokenizer, shards)
     tok = mmtok.load_tokenizer(args.tokenizer, device=device)
+    flow_kw: dict[str, Any] = {}
+    if args.flow_steps is not None or args.flow_cfg_scale is not None or _is_flow(tok):
+        if not _is_flow(tok):
+            raise ValueError("--flow-steps / --flow-cfg-scale need a tokenizer with a flow decoder (a *_flow variant)")
+        flow_kw = {"steps": args.flow_steps, "cfg_scale": args.flow_cfg_scale}
     spec = meta["generator"]
     length = int(spec["max_len"])
     if args.num_tokens is not None:
@@ -136,7 +151,9 @@ def _run(args: argparse.Namespace) -> int:
     recon = []
     with torch.no_grad():
         for i in range(0, args.num, args.batch_size):
-            recon.append(tok.decode(codes[i: i + args.batch_size]).float().clamp(-1, 1).cpu())
+            # flow decoders sample: one seed per batch, derived from --seed (same command, same images)
+            decode_kw = {**flow_kw, "seed": args.seed + i} if flow_kw else {}
+            recon.append(tok.decode(codes[i: i + args.batch_size], **decode_kw).float().clamp(-1, 1).cpu())
     x = torch.cat(recon)
     writer = sample_writer_for(tok.modality)(out, ShardMetadata.from_dict(shards))
     keys = [f"sample_{i:05d}" + (f"_class{int(labels[i])}" if labels is not None else "") for i in range(args.num)]

@@ -51,6 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--prefixes", default="auto",
                    help="nested tokenizers: 'auto' (1,2,4,...,K), 'none', or comma-separated lengths like 1,8,32")
+    p.add_argument("--flow-steps", default=None,
+                   help="flow decoders: comma-separated sampling step counts, e.g. 4,8,25 (report.md gets quality vs steps)")
+    p.add_argument("--cfg-scale", type=float, default=None, help="flow decoders: guidance scale (default: the model's)")
+    p.add_argument("--seed", type=int, default=0, help="flow decoders: sampling seed")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     for suite in suites:
@@ -135,11 +139,23 @@ def _run(args: argparse.Namespace) -> int:
     preprocessing = {**tok.preprocessing(), **suite_cls.preprocessing_from_args(args)}
     dataset = open_dataset(args.data, modality=modality, **preprocessing)
     out = Path(args.out) if args.out else default_out_dir(args.checkpoint, args.data, args.num_items)
-    report = evaluate_reconstruction(
-        tok, dataset, batch_size=args.batch_size, num_items=args.num_items, device=args.device,
-        prefix_lengths=prefixes, out_dir=out, dataset_spec=args.data, num_workers=args.num_workers,
-        progress=not args.no_progress, checkpoint=str(args.checkpoint), **suite_cls.options_from_args(args),
-    )
+    common = dict(batch_size=args.batch_size, num_items=args.num_items, device=args.device, prefix_lengths=prefixes,
+                  out_dir=out, dataset_spec=args.data, num_workers=args.num_workers, progress=not args.no_progress,
+                  checkpoint=str(args.checkpoint), **suite_cls.options_from_args(args))
+    if args.flow_steps:
+        from mmtok.metrics.flow_sweep import evaluate_flow_steps
+
+        steps = [int(s) for s in args.flow_steps.split(",") if s.strip()]
+        report = evaluate_flow_steps(tok, dataset, steps=steps, cfg_scale=args.cfg_scale, seed=args.seed, **common)
+    else:
+        decode_options = None
+        if args.cfg_scale is not None or args.seed:
+            from mmtok.metrics.flow_sweep import supports_flow_steps
+
+            if not supports_flow_steps(tok):
+                raise ValueError("--cfg-scale / --seed apply to flow decoders only")
+            decode_options = {"cfg_scale": args.cfg_scale, "seed": args.seed}
+        report = evaluate_reconstruction(tok, dataset, decode_options=decode_options, **common)
     if rank_world(env=False)[0] == 0:
         print_summary(report, suite_cls, out)
     return 0

@@ -43,6 +43,7 @@ def evaluate_reconstruction(
     num_workers: int = 0,
     progress: bool = True,
     checkpoint: str | None = None,
+    decode_options: dict[str, Any] | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Reconstruct ``dataset`` with ``tokenizer`` and return the report dict (also written to ``out_dir``).
@@ -60,6 +61,8 @@ def evaluate_reconstruction(
         out_dir: where to write the report files (rank 0); None = return the dict only.
         dataset_spec: the string the dataset was opened from (recorded in the fingerprint).
         checkpoint: recorded in the report.
+        decode_options: keyword arguments of every ``tok.decode`` call, recorded in the report
+            (flow decoders: ``steps``, ``cfg_scale``, ``seed``).
         **options: the options of the modality's suite (image: ``fid``, ``inception_weights``, ``lpips``,
             ``fid_method``, ``reference_stats``, ``cache_dir``, ``use_cache``, ``save_npz``;
             see ``mmtok.metrics.image.suite.ImageSuite``).
@@ -88,7 +91,7 @@ def evaluate_reconstruction(
     hist = CodebookHistogram(tok.codebook_size, tok.num_codebooks)
     try:
         run = _reconstruct(tok, suite, hist, shard, lengths, batch_size=batch_size, num_workers=num_workers,
-                           device=device, progress=progress and rank == 0)
+                           device=device, progress=progress and rank == 0, decode_options=decode_options)
     finally:
         suite.close()
     n, skipped, times = _reduce_pass(run)
@@ -100,6 +103,8 @@ def evaluate_reconstruction(
     if rank == 0:
         report = _report(tok, suite, rows, n=n, codebook=codebook, times=times, skipped=skipped, identity=ident,
                          batch_size=batch_size, world=world, device=device, checkpoint=checkpoint)
+        if decode_options:
+            report["decode_options"] = dict(decode_options)
     if out_dir is not None:
         _write_outputs(report, Path(out_dir), suite, rank)
     return report
@@ -174,7 +179,8 @@ class _Pass:
 
 
 def _reconstruct(tok: Any, suite: MetricSuite, hist: CodebookHistogram, shard: Dataset, lengths: list[int], *,
-                 batch_size: int, num_workers: int, device: torch.device, progress: bool) -> _Pass:
+                 batch_size: int, num_workers: int, device: torch.device, progress: bool,
+                 decode_options: dict[str, Any] | None = None) -> _Pass:
     """Encode every batch of ``shard``, decode it at each length, feed the suite and the histogram."""
     from tqdm.auto import tqdm
 
@@ -199,7 +205,7 @@ def _reconstruct(tok: Any, suite: MetricSuite, hist: CodebookHistogram, shard: D
             run.encode_s += seconds
             hist.update(codes)
             for k in lengths:
-                rec, seconds = _timed(tok.decode, tok.truncate_codes(codes, k), device)
+                rec, seconds = _timed(lambda c: tok.decode(c, **(decode_options or {})), tok.truncate_codes(codes, k), device)
                 if k == full:
                     run.decode_s += seconds
                 if rec.shape != x.shape:

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -216,3 +217,44 @@ def test_two_stage_frozen_tokenizer_from_a_trained_checkpoint(tmp_path: Path, ca
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_eval_reports_quality_vs_flow_steps_psnr_only(tmp_path: Path) -> None:
+    from mmtok.metrics.cli import eval_main
+
+    tok = tiny()
+    with torch.no_grad():
+        tok.flow.head.weight.normal_(0, 0.05)
+        tok.flow.ada_out[1].weight.normal_(0, 0.05)
+    tok.save_pretrained(tmp_path / "tok")
+    out = tmp_path / "eval"
+    assert eval_main([str(tmp_path / "tok"), "--data", "synthetic:4", "--batch-size", "4", "--out", str(out),
+                      "--no-fid", "--lpips-weights", "none", "--flow-steps", "1,3", "--no-progress", "--no-npz"]) == 0
+    rep = json.loads((out / "report.json").read_text())
+    assert [r["steps"] for r in rep["flow_steps"]] == [1, 3]
+    assert rep["decode_options"]["steps"] == 3 and len(rep["prefix"]) == len(tok.prefix_lengths())
+    assert rep["flow_steps"][0]["psnr"] != rep["flow_steps"][1]["psnr"]  # the step count changes the samples
+    assert rep["flow_steps"][1]["psnr"] == rep["metrics"]["psnr"]
+    md = (out / "report.md").read_text()
+    assert "quality vs sampling steps" in md and "| 1 |" in md and (out / "flow_steps.png").is_file()
+    assert (out / "prefix_curve.png").is_file() and (out / "steps_1" / "report.json").is_file()
+
+
+def test_generate_decodes_ar_samples_through_the_flow_decoder(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mmtok.cli import main
+
+    tok = tiny(quantizer={"type": "fsq", "levels": [5, 4, 4]}, image_size=32, patch_size=8, flow_patch_size=8)
+    tok.save_pretrained(tmp_path / "tok")
+    assert main(["encode", str(tmp_path / "tok"), "synthetic:32", str(tmp_path / "tokens"), "--batch-size", "16",
+                 "--workers", "0", "--no-progress"]) == 0
+    assert main(["train", "ar/ar_tiny_synthetic", f"run_dir={tmp_path / 'ar'}", f"data.shards={tmp_path / 'tokens'}",
+                 f"data.tokenizer={tmp_path / 'tok'}", "schedule.total_steps=2", "schedule.warmup_steps=1",
+                 "optim.batch_size=8", "logging.progress=false", "checkpoint.every=2", "cpu_threads=1"]) == 0
+    runs = []
+    for name in ("a", "b"):
+        assert main(["generate", str(tmp_path / "ar" / "final"), "--tokenizer", str(tmp_path / "tok"), "--num", "2",
+                     "--flow-steps", "2", "--out", str(tmp_path / name), "--seed", "5"]) == 0
+        runs.append([np.asarray(Image.open(p)) for p in sorted((tmp_path / name).glob("sample_*.png"))])
+    assert len(runs[0]) == 2 and all((x == y).all() for x, y in zip(*runs))
