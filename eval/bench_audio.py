@@ -31,11 +31,14 @@ Everything is measured side by side in one run and printed as Markdown tables:
                (the extras are the pure-Python modules ``import dac`` needs; torch, numpy,
                tqdm, pyyaml, pygments, tensorboard come from the project's environment.)
                Without them the table has a "not installed" row per reference codec.
+1b. vs_dac     ``rvq_codec_24k`` and DAC 24 kHz (8 codebooks, random weights) in one process:
+               interleaved encode + decode pairs at batch 1 and 8 (``--pair-batches``), medians
+               and the median per-pair speedup (DAC time / ours); target >= 1.1x.
 2. streaming   causal tiny codecs pushed through ``stream_encoder`` / ``stream_decoder`` in
                chunks of 1, 4, 16 frames: RTF, compute per chunk, max |streamed - offline|,
                streamed codes == ``tok.encode`` and the algorithmic latency (``tok.latency``),
                and the overhead over offline (``tok.decode(tok.encode(x))`` of the same clip):
-               offline RTF / streaming RTF - 1.
+               the median over interleaved offline / streamed pairs of (streamed pass / offline) - 1.
 3. long files  ``encode_long`` / ``decode_long`` (10 s windows, 1 and 8 windows per batch) of a
                short and a long synthetic file (default 1 and 10 min): time, RTF, peak RSS, against
                a whole-file ``encode`` / ``decode`` of the short file (and that peak scaled to the
@@ -310,6 +313,62 @@ def section_throughput(names: list[str], devices: list[torch.device], batches: t
     return rows
 
 
+PAIRS = (("rvq_codec_24k", "dac_24khz"),)  # (preset, reference codec) timed side by side
+
+
+def section_vs_reference(batches: tuple[int, ...], seconds: float, repeats: int,
+                         baselines: str | None) -> list[dict[str, Any]]:
+    """Each ``PAIRS`` preset against its reference codec in one process: ``repeats`` interleaved
+    pairs of encode + decode (alternating which runs first), medians; ``speedup`` = median of
+    the per-pair ratios reference time / preset time (> 1: the preset is faster)."""
+    rows: list[dict[str, Any]] = []
+    for name, ref_name in PAIRS:
+        ref = build_reference(ref_name, baselines)
+        if isinstance(ref, str):
+            rows.append({"model": name, "reference": ref_name, "missing": ref})
+            continue
+        torch.manual_seed(0)
+        tok = mmtok.create_tokenizer(name).eval()
+        for b in batches:
+            x = clips(b, seconds, tok.sample_rate)
+            with torch.inference_mode():
+                ours, theirs = [], []
+                for m in (tok, ref):
+                    m.decode(m.encode(x[..., : tok.sample_rate // 10]))  # warm-up
+
+                def run(m: Any, out: list[float]) -> None:
+                    t = time.perf_counter()
+                    m.decode(m.encode(x))
+                    out.append(time.perf_counter() - t)
+
+                for r in range(repeats):
+                    pair = ((tok, ours), (ref, theirs)) if r % 2 == 0 else ((ref, theirs), (tok, ours))
+                    for m, out in pair:
+                        run(m, out)
+            row = {"model": name, "reference": ref_name, "batch": b, "seconds": seconds, "pairs": repeats,
+                   "params_m": tok.num_parameters() / 1e6, "ref_params_m": ref.num_parameters() / 1e6,
+                   "ms": 1000 * statistics.median(ours), "ref_ms": 1000 * statistics.median(theirs),
+                   "speedup": statistics.median(t / o for o, t in zip(ours, theirs))}
+            rows.append(row)
+            _log(f"  {name} vs {ref_name} batch {b}: {row['ms']:.0f} vs {row['ref_ms']:.0f} ms, {row['speedup']:.2f}x")
+        del tok, ref
+        release_memory()
+    return rows
+
+
+def render_vs_reference(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "reference", "batch", "params (M)", "ref params (M)", "enc+dec ms", "ref enc+dec ms",
+            "speedup (ref / ours)", "pairs"]
+    body = []
+    for r in rows:
+        if "missing" in r:
+            body.append([r["model"], r["reference"], r["missing"]] + [""] * (len(head) - 3))
+            continue
+        body.append([r["model"], r["reference"], r["batch"], f"{r['params_m']:.1f}", f"{r['ref_params_m']:.1f}",
+                     f"{r['ms']:.0f}", f"{r['ref_ms']:.0f}", f"{r['speedup']:.2f}x", r["pairs"]])
+    return table(head, body)
+
+
 def render_throughput(rows: list[dict[str, Any]]) -> str:
     head = ["model", "device", "prec", "batch", "params (M)", "kbps", "enc RTF", "dec RTF", "enc peak MB",
             "dec peak MB", "enc ms/call", "dec ms/call", "repeats"]
@@ -334,77 +393,98 @@ def round_trip_rtf(row: dict[str, Any]) -> float:
 
 
 # --- 2. streaming --------------------------------------------------------------------------
-def bench_stream(tok: Any, x: Tensor, chunk_frames: int) -> dict[str, Any]:
-    """Stream ``x`` (B, C, S) through the causal codec in chunks of ``chunk_frames`` frames."""
-    hop, s = tok.hop_length, x.shape[-1]
-    step = chunk_frames * hop
+def stream_pass(tok: Any, x: Tensor, chunk_frames: int) -> tuple[Tensor, Tensor, list[float]]:
+    """Stream ``x`` (B, C, S) through encoder and decoder in chunks of ``chunk_frames`` frames:
+    (codes, waveform, seconds of each push pair)."""
+    step = chunk_frames * tok.hop_length
+    enc, dec = tok.stream_encoder(), tok.stream_decoder()
+    codes, wavs, times = [], [], []
+    for i in range(0, x.shape[-1], step):
+        t = time.perf_counter()
+        c = enc.push(x[..., i : i + step])
+        wavs.append(dec.push(c))
+        times.append(time.perf_counter() - t)
+        codes.append(c)
+    t = time.perf_counter()
+    c = enc.flush()
+    codes.append(c)
+    wavs.append(dec.push(c))
+    wavs.append(dec.flush())
+    times.append(time.perf_counter() - t)
+    return torch.cat(codes, 1), torch.cat(wavs, -1), times
+
+
+def bench_stream(tok: Any, x: Tensor, chunk_frames: int, repeats: int = 7) -> dict[str, Any]:
+    """Streaming vs the offline round trip ``tok.decode(tok.encode(x))`` on ``x`` (B, C, S),
+    side by side: ``repeats`` A/B pairs (alternating which runs first), medians; the overhead
+    is the median of the per-pair ratios (whole streamed pass / offline) minus 1."""
+    step = chunk_frames * tok.hop_length
     with torch.inference_mode():
         ref_codes = tok.encode(x)
         ref_wav = tok.decode(ref_codes)
-        tok.decode(tok.encode(x[..., :step]))  # warm-up
-        enc, dec = tok.stream_encoder(), tok.stream_decoder()
-        codes, wavs, times = [], [], []
-        for i in range(0, s, step):
+        stream_pass(tok, x, chunk_frames)  # warm-up
+        off, on, pushes = [], [], []
+
+        def offline() -> None:
             t = time.perf_counter()
-            c = enc.push(x[..., i : i + step])
-            wavs.append(dec.push(c))
-            times.append(time.perf_counter() - t)
-            codes.append(c)
-        c = enc.flush()
-        codes.append(c)
-        wavs.append(dec.push(c))
-        wavs.append(dec.flush())
-    codes_s, wav_s = torch.cat(codes, 1), torch.cat(wavs, -1)
+            tok.decode(tok.encode(x))
+            off.append(time.perf_counter() - t)
+
+        def streamed() -> None:
+            t = time.perf_counter()
+            codes_s, wav_s, times = stream_pass(tok, x, chunk_frames)
+            on.append(time.perf_counter() - t)
+            pushes.extend(times[:-1])
+            streamed.out = (codes_s, wav_s)
+
+        for r in range(repeats):
+            for fn in ((offline, streamed) if r % 2 == 0 else (streamed, offline)):
+                fn()
+    codes_s, wav_s = streamed.out
     same_len = wav_s.shape == ref_wav.shape
-    median = statistics.median(times)
+    median = statistics.median(pushes)
+    audio_s = x.shape[0] * x.shape[-1] / tok.sample_rate
     return {
         "chunk_frames": chunk_frames,
         "chunk_ms": 1000 * step / tok.sample_rate,
-        "chunks": len(times),
+        "chunks": len(pushes) // repeats,
+        "pairs": repeats,
         "rtf": x.shape[0] * step / tok.sample_rate / median,  # steady state: median push
-        "rtf_wall": x.shape[0] * s / tok.sample_rate / sum(times),
+        "rtf_wall": audio_s / statistics.median(on),
+        "offline_rtf": audio_s / statistics.median(off),
+        "overhead": statistics.median(b / a for a, b in zip(off, on)) - 1,
         "ms_per_chunk": 1000 * median,
-        "ms_per_chunk_max": 1000 * max(times),
+        "ms_per_chunk_max": 1000 * max(pushes),
         "max_abs_err": float((wav_s - ref_wav).abs().max()) if same_len else math.inf,
         "codes_equal": bool(codes_s.shape == ref_codes.shape and torch.equal(codes_s, ref_codes)),
         "latency_ms": float(tok.latency["ms"]),
     }
 
 
-def bench_offline(tok: Any, x: Tensor, min_time: float = 1.0) -> Measurement:
-    """RTF of the offline round trip ``tok.decode(tok.encode(x))`` (the streaming reference)."""
-    cpu = torch.device("cpu")
-    with torch.inference_mode():
-        tok.decode(tok.encode(x))  # warm-up
-        return measure(lambda: tok.decode(tok.encode(x)), x.shape[0] * x.shape[-1] / tok.sample_rate, cpu,
-                       min_time, 3)
-
-
-def section_streaming(names: list[str], seconds: float, min_time: float = 1.0) -> list[dict[str, Any]]:
-    """Each causal codec in chunks of ``CHUNK_FRAMES``, with the offline round trip's RTF and
-    the streaming overhead ``offline RTF / streaming RTF - 1`` (median push; wall: all pushes)."""
+def section_streaming(names: list[str], seconds: float, repeats: int = 7) -> list[dict[str, Any]]:
+    """Each causal codec in chunks of ``CHUNK_FRAMES`` against its offline round trip, measured
+    in interleaved pairs (``bench_stream``)."""
     rows = []
     for name in names:
         torch.manual_seed(0)
         tok = mmtok.create_tokenizer(name).eval()
         x = clips(1, seconds, tok.sample_rate, seed=4)
-        offline = bench_offline(tok, x, min_time).rtf
         for k in CHUNK_FRAMES:
-            r = bench_stream(tok, x, k)
-            rows.append({"model": name, "seconds": seconds, **r, "offline_rtf": offline,
-                         "overhead": offline / r["rtf"] - 1, "overhead_wall": offline / r["rtf_wall"] - 1})
-            _log(f"  {name} chunk {k}: RTF {r['rtf']:.1f} (offline {offline:.1f}), err {r['max_abs_err']:.2e}")
+            r = bench_stream(tok, x, k, repeats)
+            rows.append({"model": name, "seconds": seconds, **r})
+            _log(f"  {name} chunk {k}: RTF {r['rtf_wall']:.1f} (offline {r['offline_rtf']:.1f}, overhead "
+                 f"{100 * r['overhead']:+.0f} %), err {r['max_abs_err']:.2e}")
     return rows
 
 
 def render_streaming(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "chunk (frames)", "chunk (ms)", "RTF enc+dec (median)", "RTF (wall)", "offline RTF",
-            "overhead (median / wall)", "compute ms/chunk", "max ms/chunk", "max |stream - offline|", "codes equal",
-            "algorithmic latency (ms)"]
-    body = [[r["model"], r["chunk_frames"], f"{r['chunk_ms']:.0f}", f"{r['rtf']:.2f}", f"{r['rtf_wall']:.2f}",
-             f"{r['offline_rtf']:.2f}", f"{100 * r['overhead']:+.0f} % / {100 * r['overhead_wall']:+.0f} %",
-             f"{r['ms_per_chunk']:.1f}", f"{r['ms_per_chunk_max']:.0f}",
-             f"{r['max_abs_err']:.1e}", "yes" if r["codes_equal"] else "NO", f"{r['latency_ms']:.1f}"] for r in rows]
+    head = ["model", "chunk (frames)", "chunk (ms)", "streamed RTF (whole pass)", "offline RTF", "overhead",
+            "pairs", "RTF per push (median)", "compute ms/chunk", "max ms/chunk", "max |stream - offline|",
+            "codes equal", "algorithmic latency (ms)"]
+    body = [[r["model"], r["chunk_frames"], f"{r['chunk_ms']:.0f}", f"{r['rtf_wall']:.2f}", f"{r['offline_rtf']:.2f}",
+             f"{100 * r['overhead']:+.0f} %", r["pairs"], f"{r['rtf']:.2f}", f"{r['ms_per_chunk']:.1f}",
+             f"{r['ms_per_chunk_max']:.0f}", f"{r['max_abs_err']:.1e}", "yes" if r["codes_equal"] else "NO",
+             f"{r['latency_ms']:.1f}"] for r in rows]
     return table(head, body)
 
 
@@ -637,6 +717,7 @@ def render_quality(rows: list[dict[str, Any]]) -> str:
 # --- targets -------------------------------------------------------------------------------
 SINGLE_VS_DAC = 1.5  # single-codebook encode + decode speed >= 1.5x DAC's
 RVQ_VS_DAC = 1.0  # RVQ codec >= 1.0x DAC's at similar params
+RVQ_VS_DAC_SIDE_BY_SIDE = 1.1  # the same, timed in interleaved pairs (section vs_dac)
 STREAM_OVERHEAD = 0.10  # streaming RTF within 10 % of offline (16-frame chunks)
 STREAM_CHUNK = 16
 
@@ -703,12 +784,23 @@ def render_targets(results: dict[str, Any]) -> str:
         out += info
 
     lines, oks = [], []
+    for r in results.get("vs_reference", []):
+        if "missing" in r:
+            continue
+        oks.append(r["speedup"] >= RVQ_VS_DAC_SIDE_BY_SIDE)
+        lines.append(f"  - {r['model']} vs {r['reference']} batch {r['batch']}, {r['pairs']} interleaved pairs: "
+                     f"{r['ms']:.0f} vs {r['ref_ms']:.0f} ms = {r['speedup']:.2f}x: {_verdict(oks[-1])}")
+    out.append(_summary(f"RVQ 24 kHz codec encode + decode >= {RVQ_VS_DAC_SIDE_BY_SIDE}x DAC, side by side",
+                        oks, "--sections vs_dac"))
+    out += lines
+
+    lines, oks = [], []
     for r in results.get("streaming", []):
         if r["chunk_frames"] == STREAM_CHUNK:
             oks.append(r["overhead"] <= STREAM_OVERHEAD)
-            lines.append(f"  - {r['model']}: streaming RTF {r['rtf']:.2f} (median chunk; wall {r['rtf_wall']:.2f}) vs "
-                         f"offline {r['offline_rtf']:.2f}: overhead {100 * r['overhead']:+.1f} % (wall "
-                         f"{100 * r['overhead_wall']:+.1f} %): {_verdict(oks[-1])}")
+            lines.append(f"  - {r['model']}: streamed RTF {r['rtf_wall']:.2f} (whole pass; median push {r['rtf']:.2f}) vs "
+                         f"offline {r['offline_rtf']:.2f}: overhead {100 * r['overhead']:+.1f} % (median of "
+                         f"{r['pairs']} interleaved pairs): {_verdict(oks[-1])}")
     out.append(_summary(f"streaming overhead <= {100 * STREAM_OVERHEAD:.0f} % over offline ({STREAM_CHUNK}-frame chunks)",
                         oks, "--sections streaming"))
     out += lines
@@ -754,8 +846,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny presets only, shorter files, fewer clips (~1 min)")
     p.add_argument("--models", default=None, help="comma-separated presets for the throughput table (default: all)")
-    p.add_argument("--sections", default="throughput,streaming,long,quality",
-                   help="comma-separated subset of throughput,streaming,long,quality")
+    p.add_argument("--sections", default="throughput,vs_dac,streaming,long,quality",
+                   help="comma-separated subset of throughput,vs_dac,streaming,long,quality")
+    p.add_argument("--pair-repeats", type=int, default=5, help="interleaved pairs per vs_dac row")
+    p.add_argument("--pair-batches", default="1,8", help="batch sizes of the vs_dac rows, comma-separated")
     p.add_argument("--references", default=None,
                    help=f"comma-separated reference codecs for the throughput table, of {','.join(REFERENCES)}; "
                         "'none' for none (default: all; --quick: none)")
@@ -770,6 +864,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--big-min-time", type=float, default=5.0,
                    help="presets over 10M parameters: a second timed call only when the first took less")
     p.add_argument("--stream-seconds", type=float, default=None)
+    p.add_argument("--stream-repeats", type=int, default=7, help="interleaved offline / streamed pairs per row")
     p.add_argument("--long-minutes", type=float, default=None, help="long file (default 10; --quick 1)")
     p.add_argument("--short-minutes", type=float, default=None, help="short file (default 1; --quick 0.25)")
     p.add_argument("--seam-seconds", type=float, default=None, help="seam report file (default 30; --quick 20)")
@@ -787,7 +882,7 @@ def main(argv: list[str] | None = None) -> int:
 
     q = args.quick
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    bad = sections - {"throughput", "streaming", "long", "quality"}
+    bad = sections - {"throughput", "vs_dac", "streaming", "long", "quality"}
     if bad:
         p.error(f"unknown section(s) {sorted(bad)}")
     names = [m.strip() for m in args.models.split(",")] if args.models else (TINY if q else PRESETS)
@@ -841,11 +936,20 @@ def main(argv: list[str] | None = None) -> int:
               "peak = memory added by the call; enc+dec RTF = audio s per s of encode + decode; (reference) = "
               "DAC / EnCodec with random weights, see the docstring)\n")
         print(render_throughput(rows), flush=True)
+    if "vs_dac" in sections:
+        _log("vs_dac")
+        pair_batches = tuple(int(b) for b in args.pair_batches.split(","))
+        rows = section_vs_reference(pair_batches, 1.0, args.pair_repeats, baselines)
+        results["vs_reference"] = rows
+        print("\n## Side by side (CPU fp32, 1 s clips; encode + decode; interleaved pairs, medians; speedup = "
+              "median of per-pair reference / ours)\n")
+        print(render_vs_reference(rows), flush=True)
     if "streaming" in sections:
         _log("streaming")
-        rows = section_streaming(STREAMING, stream_s, min_time)
+        rows = section_streaming(STREAMING, stream_s, args.stream_repeats)
         results["streaming"] = rows
-        print(f"\n## Streaming (CPU, batch 1, {stream_s:.0f} s clip; offline = tok.decode(tok.encode(x)))\n")
+        print(f"\n## Streaming (CPU, batch 1, {stream_s:.0f} s clip; offline = tok.decode(tok.encode(x)); overhead = "
+              "median over interleaved pairs of streamed pass / offline, minus 1)\n")
         print(render_streaming(rows), flush=True)
     if "long" in sections:
         _log("long files")

@@ -99,13 +99,15 @@ def streaming(module: nn.Module, state: dict[nn.Module, Tensor],
         raise ValueError(
             f"cannot stream a non-causal stack ({len(bad)} centred layers, e.g. {bad[0]}); build it with causal=True"
         )
+    # a plain attribute (no parameter, buffer or module): set it directly, skipping
+    # nn.Module.__setattr__'s registry checks, which cost more than a small layer's chunk
     for m in layers:
-        m._stream = state
+        m.__dict__["_stream"] = state
     try:
         yield
     finally:
         for m in layers:
-            m._stream = None
+            m.__dict__["_stream"] = None
 
 
 def _norm(module: nn.Module, weight_norm: bool) -> nn.Module:
@@ -116,16 +118,19 @@ def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
     """``conv.weight`` read once per stream: a weight-normed weight is recomputed only when
     its parameters change (their version counters), not on every chunk; without weight
     norm the parameter itself. Stored in the stream's ``state`` under ``(layer, "weight")``."""
-    param = getattr(conv, "parametrizations", None)
-    if param is None or not hasattr(param, "weight") or torch.is_grad_enabled():
+    if torch.is_grad_enabled():
         return conv.weight  # with autograd each chunk builds its own graph through the weight
-    p = param.weight
-    versions = tuple(t._version for t in (p.original0, p.original1))
     hit = state.get((layer, "weight"))
-    if hit is not None and hit[0] == versions:
-        return hit[1]
+    if hit is not None:
+        sources, versions, w = hit
+        if all(t._version == v for t, v in zip(sources, versions)):
+            return w
+    param = getattr(conv, "parametrizations", None)
+    if param is None or not hasattr(param, "weight"):
+        return conv.weight
+    sources = (param.weight.original0, param.weight.original1)
     w = conv.weight
-    state[(layer, "weight")] = (versions, w)
+    state[(layer, "weight")] = (sources, tuple(t._version for t in sources), w)
     return w
 
 
