@@ -331,7 +331,7 @@ def train(cfg: TrainConfig) -> int:
 
 def finish(run: Run) -> int:
     """Save ``final/`` when the schedule is complete and print where everything is."""
-    cfg, total = run.cfg, run.cfg.schedule.total_steps
+    total = run.cfg.schedule.total_steps
     final = run.run_dir / "final"
     if run.step >= total:
         if run.main:

@@ -39,7 +39,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         mm.update(feats[rank::world, 0])
         hist.update(torch.arange(8)[rank::world].repeat(rank + 1))
         stats, mean, cb = fs.compute(), mm.compute(), hist.compute()
-        rep = evaluate_reconstruction(
+        evaluate_reconstruction(
             PixelTokenizer(PixelConfig(32)), open_image_dataset("synthetic:5", 32), batch_size=2, fid=False,
             lpips=None, prefix_lengths=[1536], out_dir=os.path.join(out, "eval"), progress=False,
         )
