@@ -86,7 +86,7 @@ def evaluate(tok: Any, x, flow: bool) -> dict[str, Any]:
         for steps, cfg in settings:
             kw = dict(steps=steps, cfg_scale=cfg, seed=0) if flow else {}
             rec = torch.cat([tok.decode(codes[i:i + 16], **kw) for i in range(0, len(x), 16)])
-            key = f"steps{steps}_cfg{cfg:g}" if flow else "decode"
+            key = f"flow_steps{steps}_cfg{cfg:g}" if flow else "decode"
             out[key] = {"psnr": psnr(rec, x),
                         "lpips": float(lp(rec, x).mean()) if lp is not None else None}
     out["lpips_missing"] = why
@@ -106,7 +106,7 @@ def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dic
     data = open_dataset("photos:1000000", "image", resolution=RES, flip=True, seed=seed)
     model, steps, used = train_for_cpu_budget(tok, data, spec["optim"], budget_s)
     res = evaluate(model, held_out(val, seed), spec["preset"].endswith("_flow"))
-    best = res.get("decode") or res[f"steps{EVAL_STEPS[-1]}_cfg1"]
+    best = res.get("decode") or res[f"flow_steps{EVAL_STEPS[-1]}_cfg1"]
     return {"row": spec["row"], "label": spec["label"], "steps": steps, "cpu_s": used,
             "params_m": tok.num_parameters() / 1e6, "psnr": best["psnr"], **res}
 
@@ -167,7 +167,7 @@ def main() -> None:
         print(f"\nheld-out photos_val ({args.val} crops, {RES}x{RES}), all 32 tokens, after {args.budget_min:g} CPU min per row")
         body = []
         for r in results:
-            for key in [k for k in r if k == "decode" or k.startswith("steps")]:
+            for key in [k for k in r if k == "decode" or k.startswith("flow_steps")]:
                 lp = r[key]["lpips"]
                 body.append([r["label"], key, f"{r['params_m']:.2f}M", r["steps"], f"{r[key]['psnr']:.2f}",
                              "n/a" if lp is None else f"{lp:.4f}"])
