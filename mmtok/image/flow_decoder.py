@@ -352,12 +352,7 @@ class FlowTiTokTokenizer(TiTokTokenizer):
             q = self.quantizer(latents)
         zq = q.quantized
         metrics = dict(q.metrics)
-        if self.nested is not None and (self.training or keep is not None):
-            nd = self.nested(zq, keep)
-            zq = nd.tokens
-            metrics["keep_mean"] = nd.keep.float().mean().detach()
-        elif keep is not None:
-            raise ValueError(f"{type(self).__name__} without nested dropout does not take 'keep'")
+        zq = self._nested_prefix(zq, keep, metrics)
         b = x.shape[0]
         target = self.to_flow_space(x)
         noise = torch.randn_like(target)

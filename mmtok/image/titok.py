@@ -360,6 +360,17 @@ class TiTokTokenizer(ImageTokenizer):
                 z = torch.cat([z, z.new_zeros(z.shape[0], self.num_tokens - k, z.shape[2])], dim=1)
         return self.decode_latents(z.to(self.decoder.proj_in.weight.dtype), image_size).clamp(-1, 1)
 
+    def _nested_prefix(self, zq: Tensor, keep: Tensor | int | None, metrics: dict[str, Tensor]) -> Tensor:
+        """Nested variants: ``zq`` with a random prefix per sample kept in train mode (or ``keep``
+        tokens when given) and the tail masked; records ``keep_mean`` in ``metrics``."""
+        if self.nested is not None and (self.training or keep is not None):
+            nd = self.nested(zq, keep)
+            metrics["keep_mean"] = nd.keep.float().mean().detach()
+            return nd.tokens
+        if keep is not None:
+            raise ValueError(f"{type(self).__name__} without nested dropout does not take 'keep'")
+        return zq
+
     def forward(self, x: Tensor, keep: Tensor | int | None = None) -> TokenizerOutput:
         """Training pass. Nested variants keep a random prefix per sample in train mode
         (or ``keep`` tokens when given) and mask the tail before decoding."""
@@ -367,11 +378,6 @@ class TiTokTokenizer(ImageTokenizer):
         q = self.quantizer(self.encoder(x, grid))
         zq = q.quantized
         metrics = dict(q.metrics)
-        if self.nested is not None and (self.training or keep is not None):
-            nd = self.nested(zq, keep)
-            zq = nd.tokens
-            metrics["keep_mean"] = nd.keep.float().mean().detach()
-        elif keep is not None:
-            raise ValueError(f"{type(self).__name__} without nested dropout does not take 'keep'")
+        zq = self._nested_prefix(zq, keep, metrics)
         recon = self.decoder(zq, grid)
         return TokenizerOutput(recon=recon, codes=q.codes, loss=q.loss, metrics=metrics)

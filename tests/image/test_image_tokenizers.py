@@ -33,14 +33,14 @@ def tiny(name, **kw):
 
 
 IMAGE_VARIANTS = mmtok.list_tokenizers(modality="image")
-NAME_RE = re.compile(r"^(titok|flextok)_([tsbl])(32|64|128|256)_(vq|fsq|lfq)$")
+NAME_RE = re.compile(r"^(titok|flextok)_([tsbl])(32|64|128|256)_(vq|fsq|lfq)(?:_flow)?$")  # _flow: flow decoder
 
 
 def test_registry_has_contract_names():
     for name in ["titok_t32_fsq", "flextok_t32_fsq", "titok_s128_fsq", "titok_b64_vq", "titok_l32_lfq",
                  "flextok_s256_fsq", "vqgan_f8_vq", "vqgan_f16_vq", "vqgan_t_f8_vq"]:
         assert name in IMAGE_VARIANTS
-    assert len([n for n in IMAGE_VARIANTS if NAME_RE.match(n)]) == 4 * 4 * 3 + 4 * 4
+    assert len([n for n in IMAGE_VARIANTS if NAME_RE.match(n)]) == 4 * 4 * 3 + 4 * 4 * 2
 
 
 @pytest.mark.parametrize("name", IMAGE_VARIANTS)
@@ -69,6 +69,16 @@ def test_every_variant_forward_backward_square_and_nonsquare(name):
         assert out.codes.dtype == torch.int64
         assert 0 <= int(out.codes.min()) and int(out.codes.max()) < tok.codebook_size
         ((out.recon - x).pow(2).mean() + out.loss).backward()
+        if name.endswith("_flow"):
+            # zero-initialised head and AdaLN-zero modulation: the token condition has no effect
+            # at init, so the encoder gets its first gradient only after the head and then the
+            # modulation weights have moved (a few SGD steps)
+            opt = torch.optim.SGD(tok.parameters(), lr=0.1)
+            for _ in range(3):
+                opt.step()
+                tok.zero_grad()
+                out = tok(x)
+                ((out.recon - x).pow(2).mean() + out.loss).backward()
         enc_first = tok.encoder.patch_embed.proj.weight if isinstance(tok, TiTokTokenizer) else tok.encoder.conv_in.weight
         assert enc_first.grad is not None and enc_first.grad.abs().sum() > 0  # gradient reaches the encoder
         assert tok.last_layer_weight.grad is not None and tok.last_layer_weight.grad.abs().sum() > 0
