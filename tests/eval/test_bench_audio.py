@@ -89,7 +89,7 @@ def test_reference_codecs_and_targets(bench: ModuleType, tmp_path: Path) -> None
     md = bench.render_throughput(thr)
     assert "dac_24khz (reference)" in md and "not installed" in md
     stream = [{"model": "m", "chunk_frames": 16, "rtf": 9.5, "rtf_wall": 9.0, "offline_rtf": 10.0,
-               "overhead": 10 / 9.5 - 1, "overhead_wall": 10 / 9 - 1}]
+               "overhead": 10 / 9.5 - 1, "overhead_wall": 10 / 9 - 1, "pairs": 3}]
     rows = [{"model": "t", "mode": "whole", "seconds": 60.0, "file_mb": 3.7,
              "encode": {"peak_mb": 300.0}, "decode": {"peak_mb": 300.0}}]
     for secs, peak in ((60.0, 50.0), (600.0, 55.0)):
