@@ -153,7 +153,7 @@ def train_ar(cfg: ARTrainConfig) -> int:
         None if cfg.resume in ("never", "none", "no") else Path(cfg.resume))
     ds = open_token_data(cfg, acc.process_index, acc.num_processes)
     model, spec = build_generator(cfg, ds)
-    ema = EMA(model, cfg.ema.decay, cfg.ema.warmup) if cfg.ema.enabled else None
+    ema = EMA(model, cfg.ema.decay, cfg.ema.warmup, cfg.ema.buffers) if cfg.ema.enabled else None
     model.to(acc.device)
     if ema is not None:
         ema.to(acc.device)

@@ -118,6 +118,7 @@ class EMAConfig:
     decay: float = 0.999
     warmup: bool = True  # decay ramps as min(decay, (1 + n) / (10 + n))
     every: int = 1  # update every N optimiser steps
+    buffers: str = "copy"  # "copy": buffers (EMA codebooks, norm stats) from the live model; "average"
 
 
 @dataclass
@@ -181,6 +182,7 @@ class TrainConfig:
         need(self.schedule.kind in ("cosine", "constant"), f"schedule.kind must be cosine|constant, got {self.schedule.kind!r}")
         need(0.0 <= self.ema.decay < 1.0, "ema.decay must be in [0, 1)")
         need(self.ema.every > 0, "ema.every must be positive")
+        need(self.ema.buffers in ("copy", "average"), f"ema.buffers must be \"copy\" or \"average\", got {self.ema.buffers!r}")
         need(self.checkpoint.every > 0 and self.checkpoint.keep_last > 0, "checkpoint.every and checkpoint.keep_last must be positive")
         need(self.logging.every > 0 and self.logging.image_every >= 0, "logging.every must be positive, logging.image_every >= 0")
         need(self.stop_at_step is None or self.stop_at_step > 0, "stop_at_step must be positive")

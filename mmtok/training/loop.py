@@ -114,7 +114,7 @@ def setup_run(cfg: TrainConfig) -> Run:
     log.info("data: %r", dataset)
     loss_fn = build_loss(cfg, in_channels=_channels(dataset, cfg), context=tok.preprocessing()).to(device)
     disc_raw = loss_fn.discriminator
-    ema = EMA(tok, cfg.ema.decay, cfg.ema.warmup).to(device) if cfg.ema.enabled else None
+    ema = EMA(tok, cfg.ema.decay, cfg.ema.warmup, cfg.ema.buffers).to(device) if cfg.ema.enabled else None
     fused = device.type == "cuda" and not is_fsdp(accelerator)
     tok.to(device)  # before the optimiser: fused AdamW needs its parameters on the GPU
     opt = adamw(tok, cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.eps, fused=fused)

@@ -47,6 +47,38 @@ def test_ema_tracks_weights_and_copies_int_buffers() -> None:
     assert warm.current_decay() == pytest.approx(0.1)  # (1 + 0) / (10 + 0)
     with pytest.raises(ValueError):
         EMA(model, decay=1.0)
+    with pytest.raises(ValueError, match="buffers"):
+        EMA(model, buffers="mean")
+
+
+def test_ema_copies_float_buffers_unless_told_to_average() -> None:
+    model = nn.BatchNorm1d(3)
+    copy_ema, avg_ema = EMA(model, decay=0.5, warmup=False), EMA(model, decay=0.5, warmup=False, buffers="average")
+    model.running_mean.fill_(4.0)  # both copies start at 0
+    copy_ema.update(model)
+    avg_ema.update(model)
+    assert torch.equal(copy_ema.module.running_mean, torch.full((3,), 4.0))
+    assert torch.allclose(avg_ema.module.running_mean, torch.full((3,), 2.0))
+
+
+def test_ema_codebook_follows_the_live_quantizer_through_restarts() -> None:
+    """An EMA-updated VQ codebook with dead-code restarts: the averaged copy must quantize
+    like the live model (averaging the codebook again blends restarted codes with old ones)."""
+    from mmtok.quantize import build as build_quantizer
+
+    torch.manual_seed(0)
+    q = build_quantizer({"type": "vq", "codebook_size": 16, "codebook_dim": 4, "threshold_ema_dead_code": 2.0}, dim=4)
+    q.train()
+    ema = EMA(q, decay=0.9, warmup=False)
+    for i in range(30):
+        q(torch.randn(8, 32, 4) + (3.0 if i >= 15 else 0.0))  # the data moves: codes die and restart
+        ema.update(q)
+    live = dict(q.named_buffers())
+    for name, b in ema.module.named_buffers():
+        assert torch.equal(b, live[name]), name
+    q.eval()
+    x = torch.randn(4, 32, 4) + 3.0
+    assert torch.equal(q(x).codes, ema.module(x).codes)
 
 
 def test_rng_state_round_trip_is_exact() -> None:
