@@ -4,7 +4,10 @@
     python eval/bench_shards.py --device cuda --model titok_s128_fsq --resolution 256 --batch-size 128
 
 (1) encode throughput: the full pipeline (worker decoding + encode + shard writing) vs the
-    model alone on pre-loaded batches of the same size; target pipeline >= 90% of model-only.
+    model alone on pre-loaded batches of the same size, in paired rounds (median of the
+    per-round ratios); target pipeline >= 90% of model-only. ``--also-workers 0`` adds the
+    background decode thread, ``--per-item-decode`` the pipeline without batched decoding,
+    both measured in the same rounds.
 (2) TokenDataset read throughput in tokens/s for shuffled batches from local disk;
     target >= 50M tokens/s per process.
 (3) peak RSS while encoding 10x and 40x more items than one batch: it must stay flat.
@@ -82,23 +85,60 @@ def bench_encode(ckpt: Path, args, work: Path) -> dict[str, float]:
         sync()
         return time.perf_counter() - t
 
-    def pipeline() -> float:
-        # Workers decode, the model encodes, a thread writes shards (into a fresh folder).
+    def pipeline(workers: int | None = None, per_item: bool = False) -> float:
+        # Workers (or the decode thread) decode, the model encodes, a thread writes shards (into a fresh folder).
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
+        job.num_workers = args.workers if workers is None else workers
+        if per_item:  # the dataset's batched decoding switched off: one __getitem__ per item
+            job.dataset.__getitems__ = None
         sync()
         t = time.perf_counter()
-        job.run(list(range(job.num_shards)), EncodeResult(out, 0, 1, job.num_shards))
+        try:
+            job.run(list(range(job.num_shards)), EncodeResult(out, 0, 1, job.num_shards))
+        finally:
+            job.dataset.__dict__.pop("__getitems__", None)
+            job.num_workers = args.workers
         sync()
         return time.perf_counter() - t
 
-    # Alternate the two and keep each one's best round, so load changes hit both alike.
-    model_s, pipe_s = float("inf"), float("inf")
-    for _ in range(args.repeats):
-        model_s = min(model_s, model_only())
-        pipe_s = min(pipe_s, pipeline())
+    # Extra pipeline variants measured in the same rounds (rows of their own, no target).
+    variants = [(f"workers={w}", w, False) for w in args.also_workers]
+    if args.per_item_decode:
+        variants.append(("per-item decoding", args.workers, True))
+    # Paired rounds: model-only then the pipeline(s), back to back, so a change of machine load
+    # hits all alike; the figures are medians over rounds (ratios: medians of per-round ratios).
+    pipeline()  # warm-up (imports, first shard write), as the model had one
+    for _, w, per_item in variants:
+        pipeline(w, per_item)
+    rounds, extra = [], {name: [] for name, _, _ in variants}
+    for k in range(args.repeats):
+        cpu0 = cpu_seconds()
+        m = model_only()
+        cpu1 = cpu_seconds()
+        p = pipeline()
+        cpu2 = cpu_seconds()
+        rounds.append((m, p, cpu1 - cpu0, cpu2 - cpu1))
+        line = f"round {k + 1}: model only {n / m:.1f} items/s, pipeline {n / p:.1f} items/s ({m / p:.1%})"
+        for name, w, per_item in variants:
+            q = pipeline(w, per_item)
+            extra[name].append(m / q)
+            line += f", {name} {n / q:.1f} items/s ({m / q:.1%})"
+        print(line, flush=True)
     shutil.rmtree(out)
-    return {"items": n, "model_ips": n / model_s, "pipe_ips": n / pipe_s, "precision": se.meta.precision}
+    med = lambda v: float(np.median(v))  # noqa: E731
+    return {"items": n, "model_ips": med([n / r[0] for r in rounds]), "pipe_ips": med([n / r[1] for r in rounds]),
+            "ratio": med([r[0] / r[1] for r in rounds]), "model_cpu_ms": med([r[2] for r in rounds]) / n * 1e3,
+            "pipe_cpu_ms": med([r[3] for r in rounds]) / n * 1e3, "precision": se.meta.precision,
+            "variants": {name: med(v) for name, v in extra.items()}}
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all threads) and its finished children (data workers)."""
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
 
 
 def bench_read(args, work: Path) -> dict[str, float]:
@@ -160,9 +200,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encode-batches", type=int, default=64, help="batches in the throughput run")
     p.add_argument("--shard-size", type=int, default=512)
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--also-workers", type=int, nargs="*", default=[],
+                   help="more decode settings measured in the same rounds (0: one background decode thread)")
+    p.add_argument("--per-item-decode", action="store_true",
+                   help="also measure the pipeline with the dataset's batched decoding switched off")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default on CPU: cores - workers, so decoding has its own cores)")
-    p.add_argument("--repeats", type=int, default=3, help="alternating rounds of model-only / pipeline")
+    p.add_argument("--repeats", type=int, default=5, help="paired rounds of model-only / pipeline (median reported)")
     p.add_argument("--read-items", type=int, default=200_000)
     p.add_argument("--read-tokens", type=int, default=256)
     p.add_argument("--read-vocab", type=int, default=16384)
@@ -191,10 +235,14 @@ def main(argv: list[str] | None = None) -> int:
                f"load average {os.getloadavg()[0]:.1f}, torch threads={torch.get_num_threads()}, model={args.model}, batch={args.batch_size}, workers={args.workers}")
         if "encode" not in args.skip:
             e = bench_encode(ckpt, args, work)
-            ratio = e["pipe_ips"] / e["model_ips"]
-            rows += [("encode, model only (items/s)", f"{e['model_ips']:.1f}", f"{e['items']} items, {e['precision']}"),
-                     ("encode, full pipeline (items/s)", f"{e['pipe_ips']:.1f}", "decode workers + encode + shard writer"),
-                     ("pipeline / model-only", f"{ratio:.1%}", "target >= 90% " + ("(met)" if ratio >= 0.9 else "(NOT met)"))]
+            ratio = e["ratio"]
+            rows += [("encode, model only (items/s)", f"{e['model_ips']:.1f}",
+                      f"{e['items']} items, {e['precision']}, batches already in memory; {e['model_cpu_ms']:.2f} CPU ms/item"),
+                     ("encode, full pipeline (items/s)", f"{e['pipe_ips']:.1f}",
+                      f"{'decode thread' if args.workers == 0 else 'decode workers'} + encode + shard writer; {e['pipe_cpu_ms']:.2f} CPU ms/item (workers included)"),
+                     ("pipeline / model-only", f"{ratio:.1%}",
+                      f"median of {args.repeats} paired rounds; target >= 90% " + ("(met)" if ratio >= 0.9 else "(NOT met)"))]
+            rows += [(f"pipeline / model-only, {name}", f"{r:.1%}", "same rounds") for name, r in e["variants"].items()]
         if "read" not in args.skip:
             r = bench_read(args, work)
             rows += [("TokenDataset open (s)", f"{r['open_s']:.2f}", f"{r['read_items']} items x {args.read_tokens} tokens, {r['disk_mb']:.0f} MB on disk"),

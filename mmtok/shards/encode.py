@@ -15,8 +15,9 @@ atomically; a rerun skips shards already on disk, so a killed run resumed gives 
 shards as an uninterrupted one. The last rank to finish writes ``manifest.json`` and
 ``errors.jsonl`` (concurrent writers produce identical files).
 
-Data loading runs in DataLoader worker processes and writing in a background thread, so
-the accelerator only waits on the model.
+Data loading runs in DataLoader worker processes (or, with ``num_workers=0``, in one
+background thread that decodes the next batches while the model runs) and writing in a
+background thread, so the model only waits on itself.
 """
 
 from __future__ import annotations
@@ -102,21 +103,83 @@ class EncodeJob:
         return [list(range(s, min(s + self.batch_size, hi))) for s in range(lo, hi, self.batch_size)]
 
     def batches(self, shards: Sequence[int]) -> Iterator[tuple[int, dict[str, Any]]]:
-        """``(shard, batch)`` for every batch of ``shards`` in order, decoded by worker processes."""
+        """``(shard, batch)`` for every batch of ``shards`` in order.
+
+        ``num_workers > 0``: decoded by DataLoader worker processes. ``num_workers == 0``: decoded
+        by one background thread that keeps ``PREFETCH`` batches ready while the model runs
+        (no process start, no copies between processes: the best choice when the model holds the
+        CPU cores itself). Either way a dataset's ``__getitems__`` (batched decoding) is used when
+        it has one, and batches are pinned for a CUDA device.
+        """
         from mmtok.data import collate
 
         plan = [(i, b) for i in shards for b in self.batches_of(i)]
         if not plan:
             return iter(())
+        pin = self.encoder.runner.device.type == "cuda"
+        if self.num_workers == 0:
+            return _prefetched(self.dataset, plan, pin=pin)
         loader = DataLoader(self.dataset, batch_sampler=[b for _, b in plan], num_workers=self.num_workers,
-                            collate_fn=collate, pin_memory=self.encoder.runner.device.type == "cuda",
-                            persistent_workers=False, prefetch_factor=4 if self.num_workers > 0 else None)
+                            collate_fn=collate, pin_memory=pin,
+                            persistent_workers=False, prefetch_factor=4)
         return ((i, batch) for (i, _), batch in zip(plan, loader))
 
     def run(self, shards: Sequence[int], result: EncodeResult, progress: bool = False) -> EncodeResult:
         """Encode and write ``shards`` (shards without a readable item are held, see ``ShardEncoder``)."""
         total = sum(min(self.shard_size, self.num_items - i * self.shard_size) for i in shards)
         return self.encoder.encode_shards(self.batches(shards), result, total=total, progress=progress)
+
+
+PREFETCH = 4  # batches the decode thread keeps ready (num_workers=0)
+
+
+def default_workers(device: str | torch.device | None = None) -> int:
+    """Decode workers for an encode on ``device`` (None: the one :func:`pick_device` picks).
+
+    CUDA: up to 8 worker processes (the CPU cores only decode). CPU: one worker process when
+    there are two cores or more (the model keeps the rest), else the background decode thread (0).
+    """
+    cores = os.cpu_count() or 1
+    if pick_device(device).type == "cuda":
+        return max(1, min(8, cores - 1))
+    return 1 if cores >= 2 else 0
+
+
+def fetch_batch(dataset: Any, indices: Sequence[int], pin: bool = False) -> dict[str, Any]:
+    """Decode and collate ``dataset`` items ``indices`` (batched through ``__getitems__`` when the dataset has it)."""
+    from mmtok.data import collate
+
+    getitems = getattr(dataset, "__getitems__", None)
+    batch = collate(getitems(list(indices)) if getitems is not None else [dataset[i] for i in indices])
+    if pin and batch["x"] is not None:
+        batch["x"] = batch["x"].pin_memory()
+    return batch
+
+
+def _prefetched(dataset: Any, plan: Sequence[tuple[int, list[int]]], pin: bool = False,
+                depth: int = PREFETCH) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(shard, batch)`` of ``plan`` in order, decoded ``depth`` batches ahead by one background thread."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mmtok-decode")
+    pending: deque = deque()
+    todo = iter(plan)
+    try:
+        for shard, idx in todo:
+            pending.append((shard, pool.submit(fetch_batch, dataset, idx, pin)))
+            if len(pending) >= depth:
+                break
+        while pending:
+            shard, fut = pending.popleft()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((nxt[0], pool.submit(fetch_batch, dataset, nxt[1], pin)))
+            yield shard, fut.result()
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True)
 
 
 def open_job(
@@ -126,7 +189,7 @@ def open_job(
     *,
     batch_size: int = 64,
     shard_size: int = 4096,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     device: str | torch.device | None = None,
     precision: str = "auto",
     compression: str = "zstd",
@@ -144,7 +207,8 @@ def open_job(
             (image: folder, tar shards, ``synthetic:N``).
         output_dir: the shard folder.
         batch_size: items per forward pass; shard_size: source items per shard.
-        num_workers: decoding worker processes.
+        num_workers: decoding worker processes; 0: one background decode thread in this process;
+            None: :func:`default_workers` for the device.
         device: default ``cuda:$LOCAL_RANK`` when CUDA is available, else the CPU.
         precision: "fp32", "bf16", or "auto" (bf16 on CUDA when the codes of a probe batch
             equal the fp32 ones; fp32 on CPU).
@@ -170,6 +234,8 @@ def open_job(
     if batch_size < 1 or shard_size < 1:
         raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
     opts = split_options(preprocessing, view_options, dataset_options, **named)
+    if num_workers is None:
+        num_workers = default_workers(device)
     ident = checkpoint_identity(checkpoint)
     tok = mmtok.load_tokenizer(checkpoint, device=pick_device(device))
     prep = {**tok.preprocessing(), **opts["preprocessing"]}
@@ -282,7 +348,7 @@ def read_errors(output_dir: str | Path) -> list[dict[str, Any]]:
 
 
 __all__: Sequence[str] = (
-    "EncodeResult", "EncodeJob", "ShardEncoder", "NoReadableItemsError", "OPTION_GROUPS", "encode_dataset", "open_job",
+    "EncodeResult", "EncodeJob", "ShardEncoder", "default_workers", "NoReadableItemsError", "OPTION_GROUPS", "encode_dataset", "open_job",
     "split_options", "TIMELINE_FIELDS", "checkpoint_identity", "expected_metadata", "finished_shards", "read_errors",
     "IDENTITY_FIELDS",
 )
