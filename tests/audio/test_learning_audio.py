@@ -95,8 +95,8 @@ def test_speech_recipe_asks_for_the_waveform() -> None:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the speech dataset needs espeak-ng")
 def test_tiny_speech_codec_learns_speech(tmp_path: Path) -> None:
     """A short run of the recipe (<= 4 CPU min, 1 thread): on held-out sentences SI-SDR above
-    -12 dB (the old recipe: -30.5 dB after 10 CPU min; measured here: -6.6 dB), the level
-    within 0.4-2.5x (measured 0.55), and the mel distance beats mu-law 4 / 8 bit at 3.2 kbps."""
+    -9 dB (the old recipe: -30.5 dB after 10 CPU min; measured here: -6.1 dB), the level
+    within 0.5-2x (measured 0.64), and the mel distance beats mu-law 4 / 8 bit at 3.2 kbps."""
     import sys
 
     sys.path.insert(0, str(ROOT / "eval"))
@@ -117,9 +117,9 @@ def test_tiny_speech_codec_learns_speech(tmp_path: Path) -> None:
     with torch.inference_mode():
         y = tok.decode(tok.encode(x))[..., : x.shape[-1]]
     sdr = float(si_sdr(y, x).mean())
-    assert sdr > -12, sdr
+    assert sdr > -9, sdr
     rms = float(y.pow(2).mean().sqrt() / x.pow(2).mean().sqrt())
-    assert 0.4 < rms < 2.5, rms
+    assert 0.5 < rms < 2.0, rms
     mel = float(mel_distance(y, x, tok.sample_rate).mean())
     for bits in (4, 8):
         assert mel < float(mel_distance(mulaw(x, tok.sample_rate, tok.kbps(), bits), x, tok.sample_rate).mean())
