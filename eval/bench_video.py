@@ -36,6 +36,7 @@ CPU peak memory = peak RSS above the RSS before the call (Linux VmHWM reset thro
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -52,6 +53,7 @@ from torch import Tensor
 
 import mmtok
 from mmtok.data.synthetic_video import render_video
+from mmtok.quantize import from_channel_last, grid_to_codes
 from mmtok.tokenizer import Tokenizer
 from mmtok.video import tiling_report
 
@@ -158,6 +160,94 @@ def clip_stats(tok: Tokenizer, codes: Tensor, clip_frames: int, frames: int) -> 
     per_call = math.prod(codes.shape[1:]) if codes.ndim == 4 else math.prod(codes.shape)
     tokens = per_call if codes.ndim == 4 else per_call * clip_frames // frames
     return {"tokens": int(tokens), "bits": float(tokens * sum(math.log2(k) for k in tok.codebook_sizes))}
+
+
+# --- 0. side by side: 3D vs the per-frame 2D baseline, interleaved ----------------------------
+def conv_flops(tok: Tokenizer, frames: int, size: int, video: bool) -> tuple[float, float]:
+    """(encode, decode) FLOPs of ``tok``'s encoder / decoder (the quantizer aside, it is tiny) on
+    one ``frames``-frame clip (``video``) or a batch of ``frames`` images, counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    c = int(tok.config.in_channels)
+    x = torch.empty((1, c, frames, size, size) if video else (frames, c, size, size), device="meta")
+    flops = []
+    for part in (tok.encoder, tok.decoder):
+        m = copy.deepcopy(part).to("meta")
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            x = m(x)
+        flops.append(float(fc.get_total_flops()))
+        del m
+    return flops[0], flops[1]
+
+
+def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.device) -> dict[str, Any]:
+    """3D encode, 2D encode, 3D decode, 2D decode, ``rounds`` times in turn (after a warm-up on a
+    small crop), so both models see the same machine load; the 2D baseline (``vqgan_f8_vq`` with
+    the preset's widths) runs all ``frames`` frames folded into the batch. Ratios: the median
+    over rounds of 3D fps / 2D fps; FLOP ratio: 3D FLOPs / 2D FLOPs of the clip."""
+    tok = spec.build(image_size=size).to(device)
+    base = build_baseline(tok).to(device)
+    x = clip(frames, size).to(device)
+    xb = frames_to_batch(x)
+    f3 = conv_flops(tok, frames, size, video=True)
+    f2 = conv_flops(base, frames, size, video=False)
+    xl = xb.contiguous(memory_format=torch.channels_last)
+    times: dict[str, list[float]] = {k: [] for k in ("enc3", "enc2", "enc2cl", "dec3", "dec2", "dec2cl")}
+    with torch.inference_mode():
+        s = min(64, size)
+        tok.decode(tok.encode(x[:, :, : 1 + tok.temporal_factor, :s, :s]))
+        base.decode(base.encode(xb[:2, :, :s, :s]))
+        c3, c2 = tok.encode(x[:, :, : 1 + tok.temporal_factor]), base.encode(xb[:2])
+        for _ in range(rounds):
+            for key, fn in (("enc3", lambda: tok.encode(x)), ("enc2", lambda: base.encode(xb)),
+                            ("enc2cl", lambda: base.encode(xl))):
+                t = time.perf_counter()
+                out = fn()
+                _sync(device)
+                times[key].append(time.perf_counter() - t)
+                if key == "enc3":
+                    c3 = out
+                elif key == "enc2":
+                    c2 = out
+            c2l = c2.contiguous()
+            for key, fn in (("dec3", lambda: tok.decode(c3)), ("dec2", lambda: base.decode(c2)),
+                            ("dec2cl", lambda: _decode_channels_last(base, c2l))):
+                t = time.perf_counter()
+                fn()
+                _sync(device)
+                times[key].append(time.perf_counter() - t)
+    ratio = {k: statistics.median(times[f"{k}2"][i] / times[f"{k}3"][i] for i in range(rounds)) for k in ("enc", "dec")}
+    ratio_cl = {k: statistics.median(times[f"{k}2cl"][i] / times[f"{k}3"][i] for i in range(rounds))
+                for k in ("enc", "dec")}
+    row = {"model": spec.label, "size": size, "frames": frames, "rounds": rounds, "device": device.type,
+           "params_m": tok.num_parameters() / 1e6, "params_2d_m": base.num_parameters() / 1e6,
+           **{f"{k}_fps": frames / statistics.median(v) for k, v in times.items()},
+           "ratio_enc": ratio["enc"], "ratio_dec": ratio["dec"],
+           "ratio_enc_2d_cl": ratio_cl["enc"], "ratio_dec_2d_cl": ratio_cl["dec"],
+           "flops_enc_3d": f3[0], "flops_dec_3d": f3[1], "flops_enc_2d": f2[0], "flops_dec_2d": f2[1],
+           "load": load_average()}
+    del tok, base
+    release_memory()
+    return row
+
+
+def _decode_channels_last(tok: Tokenizer, codes: Tensor) -> Tensor:
+    """A 2D VQGAN's decode with its decoder fed a channels-last (NHWC) latent map, which its
+    convs then keep: the channels-last 2D reference."""
+    h, w = codes.shape[1:3]
+    z = from_channel_last(tok.quantizer.decode(grid_to_codes(codes, 2)), (h, w))
+    return tok.decoder(z.contiguous(memory_format=torch.channels_last)).clamp(-1, 1)
+
+
+def render_side_by_side(rows: list[dict[str, Any]]) -> str:
+    head = ["model", "clip", "params 3D / 2D (M)", "3D enc fps", "2D enc fps", "3D/2D enc", "3D dec fps", "2D dec fps",
+            "3D/2D dec", "3D/2D-NHWC enc / dec", "FLOPs 3D/2D enc", "FLOPs 3D/2D dec", "rounds", "load"]
+    body = [[r["model"], f"{r['frames']}x{r['size']}^2", f"{r['params_m']:.1f} / {r['params_2d_m']:.1f}",
+             f"{r['enc3_fps']:.2f}", f"{r['enc2_fps']:.2f}", f"{r['ratio_enc']:.2f}", f"{r['dec3_fps']:.2f}",
+             f"{r['dec2_fps']:.2f}", f"{r['ratio_dec']:.2f}",
+             f"{r['ratio_enc_2d_cl']:.2f} / {r['ratio_dec_2d_cl']:.2f}", f"{r['flops_enc_3d'] / r['flops_enc_2d']:.2f}",
+             f"{r['flops_dec_3d'] / r['flops_dec_2d']:.2f}", r["rounds"], _fmt_load(r["load"])] for r in rows]
+    return table(head, body)
 
 
 # --- 1. throughput -------------------------------------------------------------------------
@@ -471,12 +561,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--mmap-threshold-kb", type=int, default=0,
                    help="glibc only: fix malloc's mmap threshold (e.g. 1024) so peak RSS tracks live memory, not "
                         "the heap glibc keeps; 0 = the allocator's default")
+    p.add_argument("--side-by-side", default=None, metavar="PRESETS",
+                   help="comma-separated presets (name or name:key=int,...) for the interleaved 3D vs 2D table, "
+                        "e.g. causal3d_4x8x8_fsq,causal3d_4x8x8_fsq:base_channels=32; with --sections side")
+    p.add_argument("--side-size", type=int, default=128, help="frame size of the side-by-side rows")
+    p.add_argument("--side-frames", type=int, default=17, help="frames of the side-by-side clip")
+    p.add_argument("--side-rounds", type=int, default=2, help="interleaved rounds per side-by-side row")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     args = p.parse_args(argv)
 
     q = args.quick
     sections = set(_csv(args.sections))
-    bad = sections - {"throughput", "windows", "tiling"}
+    bad = sections - {"throughput", "windows", "tiling", "side"}
     if bad:
         p.error(f"unknown section(s) {sorted(bad)}")
     if args.long_frames < 17 or (args.long_frames - 1) % 16:
@@ -536,6 +632,19 @@ def main(argv: list[str] | None = None) -> int:
     deadline = None if args.all else t_start + 60 * args.budget_min
 
     rows: list[dict[str, Any]] = []
+    if "side" in sections:
+        _log("side by side")
+        side = []
+        for item in _csv(args.side_by_side or "causal3d_4x8x8_fsq"):
+            name, _, extra = item.partition(":")
+            over = {k: int(v) for k, v in (kv.split("=") for kv in extra.split(";") if kv)} if extra else {}
+            side.append(side_by_side(Spec(name, over), args.side_size, args.side_frames, args.side_rounds, main_device))
+            r = side[-1]
+            _log(f"  {r['model']}: 3D/2D enc {r['ratio_enc']:.2f}, dec {r['ratio_dec']:.2f}")
+        results["side"] = side
+        print(f"\n## 0. 3D vs per-frame 2D, interleaved ({main_device.type}, batch 1 clip vs its frames as a 2D batch; "
+              "3D/2D = median over rounds of 3D fps / 2D fps; FLOPs of encoder / decoder convs, attention and norms)\n")
+        print(render_side_by_side(side), flush=True)
     if "throughput" in sections:
         _log("throughput (up to 128 px)")
         rows = section_throughput(plan, devices, min_time)

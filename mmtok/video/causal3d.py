@@ -15,6 +15,10 @@ x (1, 1, 2, 2, 4) for f16):
   2^18 codes costs ~1 GB per 1,000 tokens, so 2^14 is the default; override
   ``quantizer={"type": "lfq", "codebook_size": 2**18}`` to match it)
 - ``causal3d_4x8x8_vq``: VQ 16384 x 8-d, l2, k-means init, dead-code restarts (``ROBUST_VQ``)
+- ``causal3d_4x8x8_fsq_2p1d`` / ``causal3d_4x16x16_fsq_2p1d``: the FSQ presets with
+  ``conv="2+1d"``: every residual 3x3x3 conv factorised into a 1x3x3 spatial conv and a
+  3x1x1 causal temporal conv (a different, cheaper model: ~0.5x the FLOPs; same causality,
+  streaming and inflation from 2D)
 - ``causal3d_tiny``: tests / CPU demos (32 px, 9 frames, width 8, 4x4x4, FSQ [8, 5, 5, 5])
 """
 
@@ -27,7 +31,7 @@ from typing import Any
 from torch import Tensor
 
 from mmtok.config import build_config
-from mmtok.layers.conv3d import NORMS, CausalDecoder3d, CausalEncoder3d
+from mmtok.layers.conv3d import CONVS, NORMS, CausalDecoder3d, CausalEncoder3d
 from mmtok.quantize import ROBUST_VQ, Quantizer, build as build_quantizer
 from mmtok.registry import register_family, register_tokenizer
 from mmtok.video.common import VideoTokenizer, is_valid_length
@@ -47,6 +51,8 @@ class Causal3dConfig:
     a 2D VQGAN) or ``"layer"`` (per-position channel LayerNorm: with ``mid_attention=False``
     the model is spatially local, so tiled encode / decode match whole frames away from tile
     edges). ``mid_attention``: per-frame spatial self-attention in the middle blocks.
+    ``conv``: ``"3d"`` (3x3x3 residual convs) or ``"2+1d"`` (each one a 1x3x3 spatial conv then
+    a 3x1x1 causal temporal conv: ~0.5x the FLOPs, a different model).
     """
 
     image_size: int = 256
@@ -69,6 +75,7 @@ class Causal3dConfig:
     # zero-init the second conv of every ResBlock: the stacks start as their skip paths
     zero_init_residual: bool = True
     quantizer: dict[str, Any] = field(default_factory=lambda: dict(FSQ_64K))
+    conv: str = "3d"
 
 
 def _power_of_two(v: Any) -> bool:
@@ -93,6 +100,8 @@ def check_config(c: Causal3dConfig) -> None:
         )
     if not isinstance(c.image_size, int) or c.image_size < 1 or c.image_size % c.spatial_factor:
         raise ValueError(f"image_size ({c.image_size}) must be a positive multiple of spatial_factor {c.spatial_factor}")
+    if c.conv not in CONVS:
+        raise ValueError(f"conv must be one of {CONVS}, got {c.conv!r}")
     if c.norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {c.norm!r}")
     if not isinstance(c.num_frames, int) or not is_valid_length(c.num_frames, c.temporal_factor):
@@ -121,6 +130,7 @@ class Causal3dTokenizer(VideoTokenizer):
             norm=c.norm,
             min_group_channels=c.norm_min_group_channels,
             zero_init_residual=c.zero_init_residual,
+            conv=c.conv,
         )
         self.encoder = CausalEncoder3d(in_channels=c.in_channels, **kw)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.z_channels)
@@ -149,6 +159,18 @@ def causal3d_4x8x8_fsq(**overrides: Any) -> Causal3dTokenizer:
 def causal3d_4x16x16_fsq(**overrides: Any) -> Causal3dTokenizer:
     """Causal 3D, 4x16x16: 17 x 256^2 -> 5 x 16 x 16 codes, FSQ [8, 8, 8, 5, 5, 5] (64,000 codes)."""
     return _causal3d(dict(**F16, quantizer=dict(FSQ_64K)), overrides)
+
+
+@register_tokenizer
+def causal3d_4x8x8_fsq_2p1d(**overrides: Any) -> Causal3dTokenizer:
+    """``causal3d_4x8x8_fsq`` with (2+1)D residual convs (1x3x3 spatial, then 3x1x1 causal temporal)."""
+    return _causal3d(dict(**F8, conv="2+1d", quantizer=dict(FSQ_64K)), overrides)
+
+
+@register_tokenizer
+def causal3d_4x16x16_fsq_2p1d(**overrides: Any) -> Causal3dTokenizer:
+    """``causal3d_4x16x16_fsq`` with (2+1)D residual convs (1x3x3 spatial, then 3x1x1 causal temporal)."""
+    return _causal3d(dict(**F16, conv="2+1d", quantizer=dict(FSQ_64K)), overrides)
 
 
 @register_tokenizer

@@ -24,7 +24,14 @@ from torch import Tensor
 
 from mmtok.config import build_config
 from mmtok.image.vqgan import VQGANTokenizer
-from mmtok.layers.conv3d import CausalConv3d, Downsample3d, Upsample3d, identity_time_conv_, inflate_weight
+from mmtok.layers.conv3d import (
+    CausalConv3d,
+    Downsample3d,
+    FactorizedConv3d,
+    Upsample3d,
+    identity_time_conv_,
+    inflate_weight,
+)
 from mmtok.video.causal3d import Causal3dConfig, Causal3dTokenizer
 
 
@@ -62,11 +69,16 @@ def inflate_state_dict(model: Causal3dTokenizer, state_2d: dict[str, Tensor]) ->
     """Load a 2D VQGAN ``state_dict`` into ``model`` in place; returns the 3D-only keys, which
     are set to the identity on the current frame. Raises on a missing or misshapen key."""
     own = model.state_dict()
+    factorized = {name for name, m in model.named_modules() if isinstance(m, FactorizedConv3d)}
+    if factorized:  # conv="2+1d": a 2D conv's weights go to its spatial half, the temporal half is new
+        state_2d = {(f"{k.rsplit('.', 1)[0]}.spatial.{k.rsplit('.', 1)[1]}" if k.rsplit(".", 1)[0] in factorized
+                     else k): w for k, w in state_2d.items()}
     missing = sorted(k for k in own if k not in state_2d)
     unexpected = sorted(k for k in state_2d if k not in own)
     new_modules = {
         name for name, m in model.named_modules()
-        if isinstance(m, CausalConv3d) and name.endswith("time_conv")
+        if isinstance(m, CausalConv3d) and (name.endswith("time_conv") or name.rsplit(".", 1)[0] in factorized
+                                            and name.endswith(".temporal"))
     }
     extra = [k for k in missing if k.rsplit(".", 1)[0] not in new_modules]
     if extra or unexpected:
@@ -84,6 +96,8 @@ def inflate_state_dict(model: Causal3dTokenizer, state_2d: dict[str, Tensor]) ->
     for m in model.modules():
         if isinstance(m, (Downsample3d, Upsample3d)) and m.time_conv is not None:
             identity_time_conv_(m.time_conv)
+        if isinstance(m, FactorizedConv3d):
+            identity_time_conv_(m.temporal)
     return missing
 
 

@@ -96,3 +96,11 @@ def test_windows_and_tiling_on_the_tiny_model(bench: ModuleType) -> None:
     tiles = bench.section_tiling([(bench.Spec("causal3d_tiny"), 32, 1)], torch.device("cpu"))
     assert tiles[0]["tiles"] == [3, 3] and tiles[0]["size"] == 64
     assert "3x3" in bench.render_tiling(tiles)
+
+
+def test_side_by_side_row_on_the_tiny_model(bench: ModuleType) -> None:
+    row = bench.side_by_side(bench.Spec("causal3d_tiny"), 32, 5, 1, torch.device("cpu"))
+    assert row["rounds"] == 1 and row["frames"] == 5 and row["ratio_enc"] > 0 and row["ratio_dec"] > 0
+    assert row["flops_enc_3d"] > row["flops_enc_2d"] > 0 and row["flops_dec_3d"] > row["flops_dec_2d"] > 0
+    text = bench.render_side_by_side([row])
+    assert text.count("\n") == 2 and "causal3d_tiny" in text
