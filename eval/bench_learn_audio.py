@@ -39,12 +39,14 @@ RECIPES = {
     "sisdr1": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=1.0", "loss.terms.gain.weight=1.0"]),
     "sisdr03": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.3", "loss.terms.gain.weight=1.0"]),
     "sisdr03g03": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.3"]),
+    "sisdr015": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.15"]),
     "ema_avg": ("audio/rvq_codec_tiny_speech", ["ema.buffers=average"]),
 }
 DEFAULT = ["new", "old"]
 LABELS = {"new": "trained: rvq_codec_tiny_speech recipe", "old": "trained: OLD recipe (mel + STFT, dropout)",
           "sisdr1": "trained: speech recipe, sisdr 1.0 + gain 1.0", "sisdr03": "trained: speech recipe, sisdr 0.3 + gain 1.0",
-          "sisdr03g03": "trained: speech recipe, sisdr 0.3", "ema_avg": "trained: speech recipe, EMA averaging buffers (old)"}
+          "sisdr03g03": "trained: speech recipe, sisdr 0.3",
+          "sisdr015": "trained: speech recipe, sisdr 0.15", "ema_avg": "trained: speech recipe, EMA averaging buffers (old)"}
 
 
 def _log(msg: str) -> None:
