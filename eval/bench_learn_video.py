@@ -41,6 +41,9 @@ ROWS: dict[str, dict[str, Any]] = {
     "old": dict(label=f"{PRESET}, old preset + old recipe (synthetic)", overrides=OLD_PRESET, optim=OLD_OPTIM),
     "new": dict(label=f"{PRESET} (fixed) + photos recipe", overrides={}, optim=NEW_OPTIM),
     "old_photos": dict(label=f"{PRESET}, old preset + photos recipe", overrides=OLD_PRESET, optim=NEW_OPTIM),
+    # candidates (not in the default rows)
+    "lr4e3": dict(label=f"{PRESET} + photos recipe, lr 4e-3", overrides={}, optim=dict(NEW_OPTIM, lr=4e-3)),
+    "batch8": dict(label=f"{PRESET} + photos recipe, batch 8", overrides={}, optim=dict(NEW_OPTIM, batch=8)),
 }
 
 
