@@ -37,6 +37,9 @@ ROWS: dict[str, dict[str, Any]] = {
                           overrides=COMMON, optim={**OPTIM, "l1": 1.0, "l2": 1.0}),
     "flow": dict(label="flextok_t32_fsq_flow (DiT flow decoder, flow loss)", preset="flextok_t32_fsq_flow",
                  overrides={**COMMON, "flow_patch_size": PATCH}, optim={**OPTIM, "l1": 0.0, "l2": 0.0}),
+    "flow_x": dict(label="flextok_t32_fsq_flow, prediction=x (clean-sample output, velocity loss)",
+                   preset="flextok_t32_fsq_flow", overrides={**COMMON, "flow_patch_size": PATCH, "prediction": "x"},
+                   optim={**OPTIM, "l1": 0.0, "l2": 0.0}),
 }
 EVAL_STEPS = (4, 25)
 

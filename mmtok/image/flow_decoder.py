@@ -69,6 +69,10 @@ class FlowTiTokConfig(TiTokConfig):
     cfg_dropout: float = 0.1  # training: probability of the null condition (classifier-free guidance)
     time_sampling: str = "logit_normal"  # training noise levels: sigmoid(N(0, 1)) or U(0, 1)
     shift: float = 1.0  # scheduler timestep shift (> 1 spends more steps at high noise)
+    # what the network outputs: "v" (the velocity) or "x" (the clean sample x0_hat, turned into
+    # v = (x_sigma - x0_hat) / max(sigma, prediction_eps) for the same velocity loss and sampler)
+    prediction: str = "v"
+    prediction_eps: float = 0.05
     sample_steps: int = 25  # default Euler steps of decode()
     cfg_scale: float = 1.0  # default guidance scale of decode() (1 = no guidance)
     freeze_tokenizer: bool = False  # two-stage: encoder + quantizer frozen (eval mode), only the flow decoder trains
@@ -77,6 +81,7 @@ class FlowTiTokConfig(TiTokConfig):
     repa: dict[str, Any] | None = None
 
 
+PREDICTIONS = ("v", "x")
 REPA_KEYS = {"weight", "encoder", "weights", "layer", "features", "encoder_layer", "image_size", "proj_dim"}
 
 
@@ -219,6 +224,10 @@ class FlowTiTokTokenizer(TiTokTokenizer):
         del self.decoder  # the deterministic pixel decoder is replaced by the flow decoder
         if c.flow_space not in FLOW_SPACES:
             raise ValueError(f"flow_space must be one of {FLOW_SPACES}, got {c.flow_space!r}")
+        if c.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {PREDICTIONS}, got {c.prediction!r}")
+        if not 0 < c.prediction_eps <= 1:
+            raise ValueError(f"prediction_eps must be in (0, 1], got {c.prediction_eps}")
         if c.time_sampling not in TIME_SAMPLING:
             raise ValueError(f"time_sampling must be one of {TIME_SAMPLING}, got {c.time_sampling!r}")
         if not 0.0 <= c.cfg_dropout < 1.0:
@@ -364,7 +373,7 @@ class FlowTiTokTokenizer(TiTokTokenizer):
         repa_layer = None
         if self.repa_spec is not None and self.repa_spec["features"] == "decoder":
             repa_layer = int(self.repa_spec["layer"])
-        v, feats = self.flow(x_t, sigma, cond, return_layer=repa_layer)
+        v, feats = self.velocity(x_t, sigma, cond, return_layer=repa_layer)
         flow = (v.float() - (noise - target).float()).pow(2).mean()
         loss = (q.loss.detach() if frozen else q.loss) + c.flow_weight * flow
         metrics["loss/flow"] = flow.detach()
@@ -377,6 +386,18 @@ class FlowTiTokTokenizer(TiTokTokenizer):
         x0 = x_t - s * v  # the one-step estimate of the clean sample
         recon = x0 if c.flow_space == "pixel" else self._decode_no_grad(x0)
         return TokenizerOutput(recon=recon, codes=q.codes, loss=loss, metrics=metrics)
+
+    def velocity(self, x_t: Tensor, sigma: Tensor, cond: Tensor, return_layer: int | None = None
+                 ) -> tuple[Tensor, Tensor | None]:
+        """The velocity at ``x_t`` (and the features of ``return_layer``): the network's output
+        (``prediction="v"``), or ``(x_t - x0_hat) / max(sigma, eps)`` from its clean-sample
+        estimate (``"x"``: the network only has to draw the image, not carry the noise through;
+        at init, zero output, the one-step sample is 0 instead of the noise itself)."""
+        out, feats = self.flow(x_t, sigma, cond, return_layer=return_layer)
+        if self.config.prediction == "v":
+            return out, feats
+        s = sigma.clamp_min(self.config.prediction_eps).view(-1, *([1] * (x_t.ndim - 1))).to(out.dtype)
+        return (x_t - out) / s, feats
 
     def _decode_no_grad(self, z: Tensor) -> Tensor:
         with torch.no_grad():
@@ -434,7 +455,7 @@ class FlowTiTokTokenizer(TiTokTokenizer):
         for t in sched.timesteps:
             sigma = (t / NUM_TRAIN_TIMESTEPS).float().expand(both.shape[0])
             inp = torch.cat([x, x]) if guided else x
-            v, _ = self.flow(inp.to(cond.dtype), sigma, both)
+            v, _ = self.velocity(inp.to(cond.dtype), sigma, both)
             if guided:
                 vc, vu = v.float().chunk(2)
                 v = vu + cfg_scale * (vc - vu)

@@ -62,6 +62,31 @@ def test_flow_loss_goes_down_on_a_few_images() -> None:
     assert after < 0.6 * before, (before, after)
 
 
+def test_clean_sample_prediction_velocity_and_learning() -> None:
+    """prediction="x": v = (x_t - x0_hat) / max(sigma, eps); at init (zero output) one Euler
+    step lands on 0, not on the noise; the flow loss goes down; a bad value is refused."""
+    tok, x = tiny(prediction="x"), images()
+    codes = tok.encode(x)
+    with torch.no_grad():
+        assert tok.decode(codes, steps=1, seed=0).abs().max() < 1e-5
+        assert tiny().decode(codes, steps=1, seed=0).abs().mean() > 0.3  # "v": the noise itself
+        x_t, cond = torch.randn(4, 3, 16, 16), tok.flow.condition(tok.quantizer.decode(codes))
+        out, _ = tok.flow(x_t, torch.tensor([1.0, 0.5, 0.01, 0.2]), cond)
+        v, _ = tok.velocity(x_t, torch.tensor([1.0, 0.5, 0.01, 0.2]), cond)
+        s = torch.tensor([1.0, 0.5, 0.05, 0.2]).view(4, 1, 1, 1)
+        assert torch.allclose(v, (x_t - out) / s, atol=1e-6)
+    before = fixed_flow_loss(tok, x)
+    opt = torch.optim.AdamW([p for p in tok.parameters() if p.requires_grad], lr=3e-3)
+    for _ in range(60):
+        loss = tok(x).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert fixed_flow_loss(tok, x) < 0.6 * before
+    with pytest.raises(ValueError, match="prediction"):
+        tiny(prediction="eps")
+
+
 def test_sampling_is_deterministic_per_seed_and_cfg_matters() -> None:
     tok = tiny().eval()
     with torch.no_grad():  # non-zero output layers so that v depends on the input
