@@ -41,12 +41,16 @@ RECIPES = {
     "sisdr03g03": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.3"]),
     "sisdr015": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.15"]),
     "ema_avg": ("audio/rvq_codec_tiny_speech", ["ema.buffers=average"]),
+    # the bounded correlation term (1 - rho) in place of the dB SI-SDR term
+    "corr2": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.0", "loss.terms.corr.weight=2.0"]),
+    "corr5": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.0", "loss.terms.corr.weight=5.0"]),
 }
 DEFAULT = ["new", "old"]
 LABELS = {"new": "trained: rvq_codec_tiny_speech recipe", "old": "trained: OLD recipe (mel + STFT, dropout)",
           "sisdr1": "trained: speech recipe, sisdr 1.0 + gain 1.0", "sisdr03": "trained: speech recipe, sisdr 0.3 + gain 1.0",
           "sisdr03g03": "trained: speech recipe, sisdr 0.3",
-          "sisdr015": "trained: speech recipe, sisdr 0.15", "ema_avg": "trained: speech recipe, EMA averaging buffers (old)"}
+          "sisdr015": "trained: speech recipe, sisdr 0.15", "ema_avg": "trained: speech recipe, EMA averaging buffers (old)",
+          "corr2": "trained: speech recipe, corr 2.0 instead of sisdr", "corr5": "trained: speech recipe, corr 5.0 instead of sisdr"}
 
 
 def _log(msg: str) -> None:

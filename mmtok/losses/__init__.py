@@ -26,7 +26,7 @@ from mmtok.losses.discriminator import PatchGANDiscriminator
 from mmtok.losses.discriminator3d import PatchGAN3D
 from mmtok.layers.lpips import LPIPS, resolve_trunk_weights, trunk_cache_path
 from mmtok.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, mel_distance, stft_distance
-from mmtok.losses.waveform import GainLoss, SISDRLoss
+from mmtok.losses.waveform import CorrelationLoss, GainLoss, SISDRLoss
 from mmtok.losses.terms import PerceptualLoss, PixelLoss, build_loss_term, loss_term_names, register_loss_term
 from mmtok.losses.tokenizer_loss import LossTerms, TokenizerLoss
 
@@ -61,6 +61,7 @@ __all__ = [
     "MultiResolutionSTFTLoss",
     "SISDRLoss",
     "GainLoss",
+    "CorrelationLoss",
     "mel_distance",
     "stft_distance",
     "resolve_trunk_weights",

@@ -19,7 +19,7 @@ import pytest
 import torch
 
 import mmtok
-from mmtok.losses import GainLoss, SISDRLoss, TokenizerLoss
+from mmtok.losses import CorrelationLoss, GainLoss, SISDRLoss, TokenizerLoss
 from mmtok.metrics.audio.quality import mel_distance, si_sdr
 from mmtok.metrics.baselines import mulaw
 
@@ -51,6 +51,28 @@ def test_waveform_l1_rewards_shrinking_sisdr_does_not() -> None:
     gain = GainLoss()
     assert gain(x, x) == 0 and torch.isclose(gain(0.1 * x, x), torch.tensor(1.0), atol=1e-3)  # one decade
     assert torch.isclose(-sisdr(shifted, x), si_sdr(shifted, x).mean().float(), atol=1e-2)  # = the metric
+
+
+def test_correlation_loss_is_the_bounded_form_of_sisdr() -> None:
+    x = _voiced(4, 4000)
+    corr, sisdr = CorrelationLoss(), SISDRLoss()
+    noisy = [x + s * x.std() * torch.randn_like(x) for s in (0.01, 0.3, 1.0)]
+    c = torch.stack([corr(y, x) for y in noisy])
+    assert torch.all(c[1:] > c[:-1]) and c[0] < 1e-3  # more noise, larger loss; ~0 when equal
+    assert torch.allclose(corr(0.2 * noisy[1], x), c[1], atol=1e-5)  # scale-blind like SI-SDR
+    # SI-SDR is a function of the correlation alone: 10 log10(rho^2 / (1 - rho^2))
+    rho = 1 - CorrelationLoss()(noisy[2][:1], x[:1])
+    assert torch.isclose(-sisdr(noisy[2][:1], x[:1]), 10 * torch.log10(rho**2 / (1 - rho**2)), atol=1e-2)
+    assert torch.isclose(corr(-x, x), torch.tensor(2.0), atol=1e-4)  # bounded in [0, 2]
+    assert corr(torch.zeros_like(x), x) == 1  # a silent output: finite loss, no NaN
+    # the gradient does not blow up for a nearly uncorrelated output (the dB form's does)
+    y = torch.randn_like(x).requires_grad_()
+    corr(y, x).backward()
+    g_corr = y.grad.norm()
+    y.grad = None
+    sisdr(y, x).backward()
+    assert torch.isfinite(g_corr) and g_corr < y.grad.norm()
+    assert corr(x, torch.zeros_like(x)) == 0  # silent targets are left out
 
 
 def test_sisdr_term_learns_phase_in_a_few_steps() -> None:
