@@ -32,25 +32,29 @@ from typing import Any
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+SISDR = ["loss.terms.corr.weight=0.0"]  # the recipe without its corr term, for the dB SI-SDR rows
 RECIPES = {
     "new": ("audio/rvq_codec_tiny_speech", []),
     "old": ("audio/rvq_codec_tiny_synthetic", []),
-    # candidates (not trained by default): the speech recipe with heavier waveform terms
-    "sisdr1": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=1.0", "loss.terms.gain.weight=1.0"]),
-    "sisdr03": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.3", "loss.terms.gain.weight=1.0"]),
-    "sisdr03g03": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.3"]),
-    "sisdr015": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.15"]),
-    "ema_avg": ("audio/rvq_codec_tiny_speech", ["ema.buffers=average"]),
-    # the bounded correlation term (1 - rho) in place of the dB SI-SDR term
-    "corr2": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.0", "loss.terms.corr.weight=2.0"]),
-    "corr5": ("audio/rvq_codec_tiny_speech", ["loss.terms.sisdr.weight=0.0", "loss.terms.corr.weight=5.0"]),
+    # candidates and earlier settings (not trained by default)
+    "sisdr01": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=0.1"]),  # the recipe before corr
+    "sisdr1": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=1.0", "loss.terms.gain.weight=1.0"]),
+    "sisdr03": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=0.3", "loss.terms.gain.weight=1.0"]),
+    "sisdr03g03": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=0.3"]),
+    "sisdr015": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=0.15"]),
+    "ema_avg": ("audio/rvq_codec_tiny_speech", SISDR + ["loss.terms.sisdr.weight=0.1", "ema.buffers=average"]),
+    "corr2": ("audio/rvq_codec_tiny_speech", ["loss.terms.corr.weight=2.0"]),
+    "corr10": ("audio/rvq_codec_tiny_speech", ["loss.terms.corr.weight=10.0"]),
+    "corr5g1": ("audio/rvq_codec_tiny_speech", ["loss.terms.gain.weight=1.0"]),
 }
 DEFAULT = ["new", "old"]
-LABELS = {"new": "trained: rvq_codec_tiny_speech recipe", "old": "trained: OLD recipe (mel + STFT, dropout)",
+LABELS = {"new": "trained: rvq_codec_tiny_speech recipe (corr 5)", "old": "trained: OLD recipe (mel + STFT, dropout)",
+          "sisdr01": "trained: speech recipe, sisdr 0.1 instead of corr (before)",
           "sisdr1": "trained: speech recipe, sisdr 1.0 + gain 1.0", "sisdr03": "trained: speech recipe, sisdr 0.3 + gain 1.0",
-          "sisdr03g03": "trained: speech recipe, sisdr 0.3",
-          "sisdr015": "trained: speech recipe, sisdr 0.15", "ema_avg": "trained: speech recipe, EMA averaging buffers (old)",
-          "corr2": "trained: speech recipe, corr 2.0 instead of sisdr", "corr5": "trained: speech recipe, corr 5.0 instead of sisdr"}
+          "sisdr03g03": "trained: speech recipe, sisdr 0.3", "sisdr015": "trained: speech recipe, sisdr 0.15",
+          "ema_avg": "trained: speech recipe (sisdr 0.1), EMA averaging buffers (old)",
+          "corr2": "trained: speech recipe, corr 2", "corr10": "trained: speech recipe, corr 10",
+          "corr5g1": "trained: speech recipe, gain 1.0"}
 
 
 def _log(msg: str) -> None:
@@ -88,9 +92,9 @@ def seconds_per_step(cfg: Any, steps: int = 3) -> float:
     return (time.process_time() - t0) / steps
 
 
-def launch(name: str, budget_s: float, train_spec: str, out: Path) -> tuple[subprocess.Popen, dict[str, Any]]:
+def launch(name: str, budget_s: float, train_spec: str, out: Path, seed: int = 0) -> tuple[subprocess.Popen, dict[str, Any]]:
     recipe, extra = RECIPES[name]
-    base = [f"data.train={train_spec}", "cpu_threads=1", "resume=never"]
+    base = [f"data.train={train_spec}", "cpu_threads=1", "resume=never", f"seed={seed}"]
     cfg = load_config(recipe, extra + base)
     sps = seconds_per_step(cfg) * 1.1  # loop overhead: data, EMA, logging
     steps = max(20, int(budget_s / sps))
@@ -180,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=int, default=512, help="training sentences (speech:N)")
     p.add_argument("--only", choices=sorted(RECIPES), nargs="*", default=None, help="recipes to train (default: new old)")
     p.add_argument("--out", default=str(ROOT / "runs" / "bench_learn_audio"))
+    p.add_argument("--seed", type=int, default=0, help="training seed of every recipe (init, data order)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -192,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     train_spec = f"speech:{args.train}"
     speech_corpus(args.train)  # generate once, before the children race for it
     names = args.only or DEFAULT
-    procs = {n: launch(n, args.budget_min * 60, train_spec, out) for n in names}
+    procs = {n: launch(n, args.budget_min * 60, train_spec, out, args.seed) for n in names}
     wait_all(procs)
 
     first = mmtok.load_tokenizer(Path(procs[names[0]][1]["run_dir"]) / "final", modality="audio").eval()

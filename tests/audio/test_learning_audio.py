@@ -1,12 +1,12 @@
 """Does the audio codec learn the waveform (phase and level), not just the spectral envelope?
 
 Fast: the structural fix. A waveform L1 rewards shrinking an output whose phase is
-uncertain (the cause of the old near-silent, -40 dB SI-SDR codecs); the ``sisdr`` term does
-not, and it lifts SI-SDR in a few steps where mel + STFT alone do not.
+uncertain (the cause of the old near-silent, -40 dB SI-SDR codecs); the ``sisdr`` and ``corr``
+terms do not, and they lift SI-SDR in a few steps where mel + STFT alone do not.
 Slow: the ``rvq_codec_tiny_speech`` recipe on espeak-ng speech for under 4 CPU minutes beats
 mu-law at the same bitrate on mel distance and reaches an SI-SDR far above the old mel + STFT
-recipe (measured: -6.6 dB at 200 steps vs the old recipe's -30.5 dB after 10 CPU minutes; the
-0 dB target is not reached yet, see docs/audio.md).
+recipe (measured: -0.9 dB at 200 steps with the corr term, -6.1 dB with sisdr 0.1, vs the old
+recipe's -30.5 dB after 10 CPU minutes; 10 CPU minutes reach +1.8 dB, see docs/audio.md).
 """
 
 from __future__ import annotations
@@ -75,19 +75,19 @@ def test_correlation_loss_is_the_bounded_form_of_sisdr() -> None:
     assert corr(x, torch.zeros_like(x)) == 0  # silent targets are left out
 
 
-def test_sisdr_term_learns_phase_in_a_few_steps() -> None:
-    """Same model, data and steps: mel + STFT alone stay far below 0 dB; + sisdr climbs."""
+def test_waveform_terms_learn_phase_in_a_few_steps() -> None:
+    """Same model, data and steps: mel + STFT alone stay far below 0 dB; + sisdr or + corr climbs."""
     torch.set_num_threads(1)
     x = _voiced(4, 1600)
     small = dict(segment_length=1600, strides=(2, 4), latent_dim=8, base_channels=8, decoder_channels=32,
                  quantizer={"type": "rvq", "num_levels": 2, "codebook_size": 32, "codebook_dim": 4, "quantizer_dropout": False})
 
-    def train(sisdr_weight: float) -> float:
+    def train(term: str, weight: float) -> float:
         torch.manual_seed(0)
         tok = mmtok.create_tokenizer("rvq_codec_tiny", **small).train()
         terms = {"mel": (1.0, {"sample_rate": 16000, "n_mels": (10, 20, 40), "window_lengths": (64, 128, 256)}),
                  "stft": (1.0, {"fft_sizes": (256,), "hop_sizes": (64,), "win_lengths": (256,)}),
-                 "sisdr": (sisdr_weight, {})}
+                 term: (weight, {})}
         loss_fn = TokenizerLoss.from_weights(l1_weight=0.0, perceptual=None, extra_terms=terms)
         opt = torch.optim.AdamW(tok.parameters(), lr=3e-3, betas=(0.8, 0.99))
         for step in range(40):
@@ -99,16 +99,17 @@ def test_sisdr_term_learns_phase_in_a_few_steps() -> None:
             return float(si_sdr(tok(x).recon, x).mean())
 
     t0 = time.process_time()
-    spectral_only, with_sisdr = train(0.0), train(0.1)
+    spectral_only, with_sisdr, with_corr = train("sisdr", 0.0), train("sisdr", 0.1), train("corr", 5.0)
     assert with_sisdr > spectral_only + 3, (spectral_only, with_sisdr)
-    assert time.process_time() - t0 < 30
+    assert with_corr > spectral_only + 3, (spectral_only, with_corr)
+    assert time.process_time() - t0 < 45
 
 
 def test_speech_recipe_asks_for_the_waveform() -> None:
     from mmtok.training.config import load_train_config
 
     cfg = load_train_config(RECIPE)
-    assert cfg.loss.terms["sisdr"]["weight"] > 0 and cfg.loss.terms["mel"]["weight"] > 0
+    assert cfg.loss.terms["corr"]["weight"] > 0 and cfg.loss.terms["mel"]["weight"] > 0
     assert cfg.model.overrides["quantizer"]["quantizer_dropout"] is False
     assert cfg.data.train.startswith("speech")
 
@@ -117,8 +118,8 @@ def test_speech_recipe_asks_for_the_waveform() -> None:
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="the speech dataset needs espeak-ng")
 def test_tiny_speech_codec_learns_speech(tmp_path: Path) -> None:
     """A short run of the recipe (<= 4 CPU min, 1 thread): on held-out sentences SI-SDR above
-    -9 dB (the old recipe: -30.5 dB after 10 CPU min; measured here: -6.1 dB), the level
-    within 0.5-2x (measured 0.64), and the mel distance beats mu-law 4 / 8 bit at 3.2 kbps."""
+    -4 dB (the old recipe: -30.5 dB after 10 CPU min; measured here: -0.9 dB), the level
+    within 0.6-1.5x (measured 0.74), and the mel distance beats mu-law 4 / 8 bit at 3.2 kbps."""
     import sys
 
     sys.path.insert(0, str(ROOT / "eval"))
@@ -139,9 +140,9 @@ def test_tiny_speech_codec_learns_speech(tmp_path: Path) -> None:
     with torch.inference_mode():
         y = tok.decode(tok.encode(x))[..., : x.shape[-1]]
     sdr = float(si_sdr(y, x).mean())
-    assert sdr > -9, sdr
+    assert sdr > -4, sdr
     rms = float(y.pow(2).mean().sqrt() / x.pow(2).mean().sqrt())
-    assert 0.5 < rms < 2.0, rms
+    assert 0.6 < rms < 1.5, rms
     mel = float(mel_distance(y, x, tok.sample_rate).mean())
     for bits in (4, 8):
         assert mel < float(mel_distance(mulaw(x, tok.sample_rate, tok.kbps(), bits), x, tok.sample_rate).mean())
