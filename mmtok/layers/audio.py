@@ -114,24 +114,37 @@ def _norm(module: nn.Module, weight_norm: bool) -> nn.Module:
     return _weight_norm(module) if weight_norm else module
 
 
-def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
-    """``conv.weight`` read once per stream: a weight-normed weight is recomputed only when
-    its parameters change (their version counters), not on every chunk; without weight
-    norm the parameter itself. Stored in the stream's ``state`` under ``(layer, "weight")``."""
-    if torch.is_grad_enabled():
-        return conv.weight  # with autograd each chunk builds its own graph through the weight
-    hit = state.get((layer, "weight"))
-    if hit is not None:
-        sources, versions, w = hit
-        if all(t._version == v for t, v in zip(sources, versions)):
-            return w
+def inference_weight(conv: nn.Module) -> Tensor:
+    """``conv.weight`` for a forward pass. With autograd off, a weight-normed weight is
+    computed once and kept on ``conv`` until its parameters change (their version counters,
+    storage, dtype or device), instead of on every call as the parametrization does; without
+    weight norm, or with autograd on, the weight itself.
+
+    Recomputing ``g * v / |v|`` touches every weight on every call: measured 4-14% of a
+    batch-1 encode + decode of the 74M-parameter ``rvq_codec_24k`` on CPU. The kept copy costs
+    one more weight-sized tensor per weight-normed conv while it lives.
+    """
     param = getattr(conv, "parametrizations", None)
-    if param is None or not hasattr(param, "weight"):
-        return conv.weight
+    if torch.is_grad_enabled() or param is None or not hasattr(param, "weight"):
+        return conv.weight  # with autograd each call builds its own graph through the weight
     sources = (param.weight.original0, param.weight.original1)
+    try:
+        key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
+    except RuntimeError:  # inference tensors (parameters made under inference_mode) have no version
+        return conv.weight
+    hit = conv.__dict__.get("_inference_weight")
+    if hit is not None and hit[0] == key:
+        return hit[1]
     w = conv.weight
-    state[(layer, "weight")] = (sources, tuple(t._version for t in sources), w)
+    conv.__dict__["_inference_weight"] = (key, w)  # a plain attribute: not in the state dict
     return w
+
+
+def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
+    """``conv.weight`` while streaming: :func:`inference_weight` (read once, not per chunk).
+    ``layer`` and ``state`` are the streaming layer and its stream's state (unused: the
+    weight does not depend on the stream)."""
+    return inference_weight(conv)
 
 
 def weight_of(conv: nn.Module) -> Tensor:
@@ -231,8 +244,13 @@ class AudioConv1d(StreamingModule):
             return self._forward_stream(x)
         extra = -x.shape[-1] % self.stride
         if self.pad_mode == "reflect":
-            return self.conv(reflect_pad(x, self.pad_left, self.pad_right + extra))
-        return self.conv(F.pad(x, (self.pad_left, self.pad_right + extra)))
+            x = reflect_pad(x, self.pad_left, self.pad_right + extra)
+        else:
+            x = F.pad(x, (self.pad_left, self.pad_right + extra))
+        if torch.is_grad_enabled():
+            return self.conv(x)
+        c = self.conv
+        return F.conv1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.dilation, c.groups)
 
     def _forward_stream(self, x: Tensor) -> Tensor:
         if x.shape[-1] % self.stride:
@@ -314,7 +332,13 @@ class AudioConvTranspose1d(StreamingModule):
             w = stream_weight(self, c, self._stream)
             y = F.conv_transpose1d(x, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
             return y[..., start : start + n * self.stride]
-        return self.conv(x)[..., self.trim_left : self.trim_left + n * self.stride + self.length_change]
+        if torch.is_grad_enabled():
+            y = self.conv(x)
+        else:
+            c = self.conv
+            y = F.conv_transpose1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.output_padding, c.groups,
+                                   c.dilation)
+        return y[..., self.trim_left : self.trim_left + n * self.stride + self.length_change]
 
 
 # --- SEANet -------------------------------------------------------------------------------
@@ -541,6 +565,7 @@ __all__ = [
     "streaming",
     "streaming_layers",
     "stream_weight",
+    "inference_weight",
     "weight_of",
     "reflect_pad",
     "Snake",

@@ -112,6 +112,36 @@ def test_snake_inference_path_is_bitwise_the_autograd_path():
     assert torch.equal(y_grad.detach(), y_fast)
 
 
+def test_inference_weight_is_kept_and_follows_parameter_changes():
+    """Offline, autograd off: the weight-normed weight is computed once and reused, and every
+    way its parameters change (in-place update, load_state_dict, dtype) is seen."""
+    from mmtok.layers.audio import AudioConv1d, AudioConvTranspose1d, inference_weight
+
+    for layer in (AudioConv1d(3, 4, 5, causal=True), AudioConvTranspose1d(3, 4, 8, stride=4)):
+        layer.eval()
+        x = torch.randn(2, 3, 24)
+        with torch.no_grad():
+            w1 = inference_weight(layer.conv)
+            assert inference_weight(layer.conv) is w1  # kept, not recomputed
+            y = layer(x)
+        ref = layer(x).detach()  # autograd on: the parametrization itself
+        assert torch.allclose(y, ref, atol=1e-6)
+        with torch.no_grad():
+            layer.conv.parametrizations.weight.original1.mul_(-1.0)
+            assert inference_weight(layer.conv) is not w1
+            y2 = layer(x)
+        assert torch.allclose(y2, layer(x).detach(), atol=1e-6) and not torch.allclose(y2, y)
+        sd = {k: torch.randn_like(v) for k, v in layer.state_dict().items()}
+        layer.load_state_dict(sd)
+        with torch.no_grad():
+            y3 = layer(x)
+        assert torch.allclose(y3, layer(x).detach(), atol=1e-5)
+        layer.double()
+        with torch.no_grad():
+            assert layer(x.double()).dtype == torch.float64
+        assert "_inference_weight" not in "".join(layer.state_dict())  # not saved
+
+
 def test_stream_weight_is_read_once_and_follows_parameter_updates():
     from mmtok.layers.audio import AudioConv1d, streaming
 
@@ -121,7 +151,7 @@ def test_stream_weight_is_read_once_and_follows_parameter_updates():
     with torch.no_grad():
         with streaming(conv, state):
             conv(x[..., :20])
-        assert (conv, "weight") in state
+        assert "_inference_weight" in conv.conv.__dict__
         with torch.no_grad():
             conv.conv.parametrizations.weight.original1.mul_(2.0)  # a new direction tensor version
         with streaming(conv, state):
