@@ -44,6 +44,12 @@ ROWS: dict[str, dict[str, Any]] = {
     # candidates (not in the default rows)
     "lr4e3": dict(label=f"{PRESET} + photos recipe, lr 4e-3", overrides={}, optim=dict(NEW_OPTIM, lr=4e-3)),
     "batch8": dict(label=f"{PRESET} + photos recipe, batch 8", overrides={}, optim=dict(NEW_OPTIM, batch=8)),
+    "w16": dict(label=f"{PRESET} + photos recipe, base width 16", overrides=dict(base_channels=16), optim=NEW_OPTIM),
+    "w16_2p1d": dict(label=f"{PRESET} + photos recipe, base width 16, 2+1D convs",
+                     overrides=dict(base_channels=16, conv="2+1d"), optim=NEW_OPTIM),
+    "2p1d": dict(label=f"{PRESET} + photos recipe, 2+1D convs", overrides=dict(conv="2+1d"), optim=NEW_OPTIM),
+    "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
+                    overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
 
 
