@@ -39,6 +39,10 @@ Everything is measured side by side in one run and printed as Markdown tables:
                streamed codes == ``tok.encode`` and the algorithmic latency (``tok.latency``),
                and the overhead over offline (``tok.decode(tok.encode(x))`` of the same clip):
                the median over interleaved offline / streamed pairs of (streamed pass / offline) - 1.
+               ``--stream-compile``: at 16 frames also ``compile=True`` streams against the offline
+               path with the same ``torch.compile``-d stacks, in the same rounds (compiled vs
+               compiled, and vs eager offline). ``--stream-big``: ``rvq_codec_24k`` built with
+               ``causal=True`` (74 M params) at 16 frames, where compute dominates.
 3. long files  ``encode_long`` / ``decode_long`` (10 s windows, 1 and 8 windows per batch) of a
                short and a long synthetic file (default 1 and 10 min): time, RTF, peak RSS, against
                a whole-file ``encode`` / ``decode`` of the short file (and that peak scaled to the
@@ -103,6 +107,7 @@ PRESETS = [
 ]
 TINY = [p for p in PRESETS if "tiny" in p]
 STREAMING = ["rvq_codec_tiny_causal", "istft_codec_tiny_causal"]
+STREAMING_BIG = ["rvq_codec_24k"]  # built with causal=True; 16-frame chunks only (compute dominates)
 LONG = ["rvq_codec_tiny", "istft_codec_tiny"]
 CHUNK_FRAMES = (1, 4, 16)
 MB = 2**20
@@ -393,11 +398,12 @@ def round_trip_rtf(row: dict[str, Any]) -> float:
 
 
 # --- 2. streaming --------------------------------------------------------------------------
-def stream_pass(tok: Any, x: Tensor, chunk_frames: int) -> tuple[Tensor, Tensor, list[float]]:
+def stream_pass(tok: Any, x: Tensor, chunk_frames: int, compile: bool = False) -> tuple[Tensor, Tensor, list[float]]:
     """Stream ``x`` (B, C, S) through encoder and decoder in chunks of ``chunk_frames`` frames:
-    (codes, waveform, seconds of each push pair)."""
+    (codes, waveform, seconds of each push pair). ``compile``: ``stream_encoder(compile=True)``
+    / ``stream_decoder(compile=True)`` (steady chunks run the compiled stacks)."""
     step = chunk_frames * tok.hop_length
-    enc, dec = tok.stream_encoder(), tok.stream_decoder()
+    enc, dec = tok.stream_encoder(compile=compile), tok.stream_decoder(compile=compile)
     codes, wavs, times = [], [], []
     for i in range(0, x.shape[-1], step):
         t = time.perf_counter()
@@ -414,77 +420,119 @@ def stream_pass(tok: Any, x: Tensor, chunk_frames: int) -> tuple[Tensor, Tensor,
     return torch.cat(codes, 1), torch.cat(wavs, -1), times
 
 
-def bench_stream(tok: Any, x: Tensor, chunk_frames: int, repeats: int = 7) -> dict[str, Any]:
+def offline_pass(tok: Any, x: Tensor, compile: bool = False) -> Tensor:
+    """The offline round trip: ``tok.decode(tok.encode(x))``; ``compile``: the same steps with
+    the encoder / decoder stacks through the same ``torch.compile``-d functions the compiled
+    stream uses (``mmtok.audio.streaming.compiled``), at the whole clip's shape; the checks
+    and the quantizer stay eager, as in the stream."""
+    if not compile:
+        return tok.decode(tok.encode(x))
+    from mmtok.audio.streaming import compiled
+
+    codes = tok.quantize_latent(compiled("encoder")(tok, tok._prepare(x, None, False)))
+    return compiled("decoder")(tok, tok.dequantize(tok.check_codes(codes)))
+
+
+def bench_stream(tok: Any, x: Tensor, chunk_frames: int, repeats: int = 7,
+                 compile: bool = False) -> list[dict[str, Any]]:
     """Streaming vs the offline round trip ``tok.decode(tok.encode(x))`` on ``x`` (B, C, S),
-    side by side: ``repeats`` A/B pairs (alternating which runs first), medians; the overhead
-    is the median of the per-pair ratios (whole streamed pass / offline) minus 1."""
+    side by side: ``repeats`` rounds of interleaved offline / streamed passes (the order rotates
+    each round), medians; the overhead is the median of the per-round ratios (whole streamed
+    pass / offline) minus 1. One row eager vs eager; with ``compile`` a second row, the
+    compiled stream vs the offline path compiled the same way (``offline_pass``), timed in the
+    same rounds, with the compiled stream's ratio to the eager offline pass too."""
     step = chunk_frames * tok.hop_length
+    modes = [False, True] if compile else [False]
     with torch.inference_mode():
         ref_codes = tok.encode(x)
         ref_wav = tok.decode(ref_codes)
-        stream_pass(tok, x, chunk_frames)  # warm-up
-        off, on, pushes = [], [], []
-
-        def offline() -> None:
+        compile_s = {}
+        for m in modes:  # warm-up (and the compiles, timed)
             t = time.perf_counter()
-            tok.decode(tok.encode(x))
-            off.append(time.perf_counter() - t)
+            offline_pass(tok, x, m)
+            stream_pass(tok, x, chunk_frames, m)
+            compile_s[m] = time.perf_counter() - t
+        off = {m: [] for m in modes}
+        on = {m: [] for m in modes}
+        pushes = {m: [] for m in modes}
+        outs: dict[bool, tuple[Tensor, Tensor]] = {}
 
-        def streamed() -> None:
+        def offline(m: bool) -> None:
             t = time.perf_counter()
-            codes_s, wav_s, times = stream_pass(tok, x, chunk_frames)
-            on.append(time.perf_counter() - t)
-            pushes.extend(times[:-1])
-            streamed.out = (codes_s, wav_s)
+            offline_pass(tok, x, m)
+            off[m].append(time.perf_counter() - t)
 
+        def streamed(m: bool) -> None:
+            t = time.perf_counter()
+            codes_s, wav_s, times = stream_pass(tok, x, chunk_frames, m)
+            on[m].append(time.perf_counter() - t)
+            pushes[m].extend(times[:-1])
+            outs[m] = (codes_s, wav_s)
+
+        fns = [(f, m) for m in modes for f in (offline, streamed)]
         for r in range(repeats):
-            for fn in ((offline, streamed) if r % 2 == 0 else (streamed, offline)):
-                fn()
-    codes_s, wav_s = streamed.out
-    same_len = wav_s.shape == ref_wav.shape
-    median = statistics.median(pushes)
+            k = r % len(fns)
+            for f, m in fns[k:] + fns[:k]:
+                f(m)
     audio_s = x.shape[0] * x.shape[-1] / tok.sample_rate
-    return {
-        "chunk_frames": chunk_frames,
-        "chunk_ms": 1000 * step / tok.sample_rate,
-        "chunks": len(pushes) // repeats,
-        "pairs": repeats,
-        "rtf": x.shape[0] * step / tok.sample_rate / median,  # steady state: median push
-        "rtf_wall": audio_s / statistics.median(on),
-        "offline_rtf": audio_s / statistics.median(off),
-        "overhead": statistics.median(b / a for a, b in zip(off, on)) - 1,
-        "ms_per_chunk": 1000 * median,
-        "ms_per_chunk_max": 1000 * max(pushes),
-        "max_abs_err": float((wav_s - ref_wav).abs().max()) if same_len else math.inf,
-        "codes_equal": bool(codes_s.shape == ref_codes.shape and torch.equal(codes_s, ref_codes)),
-        "latency_ms": float(tok.latency["ms"]),
-    }
-
-
-def section_streaming(names: list[str], seconds: float, repeats: int = 7) -> list[dict[str, Any]]:
-    """Each causal codec in chunks of ``CHUNK_FRAMES`` against its offline round trip, measured
-    in interleaved pairs (``bench_stream``)."""
     rows = []
-    for name in names:
+    for m in modes:
+        codes_s, wav_s = outs[m]
+        same_len = wav_s.shape == ref_wav.shape
+        median = statistics.median(pushes[m])
+        rows.append({
+            "compiled": m,
+            "chunk_frames": chunk_frames,
+            "chunk_ms": 1000 * step / tok.sample_rate,
+            "chunks": len(pushes[m]) // repeats,
+            "pairs": repeats,
+            "rtf": x.shape[0] * step / tok.sample_rate / median,  # steady state: median push
+            "rtf_wall": audio_s / statistics.median(on[m]),
+            "offline_rtf": audio_s / statistics.median(off[m]),
+            "overhead": statistics.median(b / a for a, b in zip(off[m], on[m])) - 1,
+            "overhead_vs_eager_offline": statistics.median(b / a for a, b in zip(off[False], on[m])) - 1,
+            "ms_per_chunk": 1000 * median,
+            "ms_per_chunk_max": 1000 * max(pushes[m]),
+            "max_abs_err": float((wav_s - ref_wav).abs().max()) if same_len else math.inf,
+            "codes_equal": bool(codes_s.shape == ref_codes.shape and torch.equal(codes_s, ref_codes)),
+            "latency_ms": float(tok.latency["ms"]),
+            "warmup_s": compile_s[m],  # first offline + streamed pass: includes the compiles
+        })
+    return rows
+
+
+def section_streaming(names: list[str], seconds: float, repeats: int = 7, compile: bool = False,
+                      big: list[str] | None = None, big_repeats: int = 3) -> list[dict[str, Any]]:
+    """Each causal codec in chunks of ``CHUNK_FRAMES`` against its offline round trip, measured
+    in interleaved rounds (``bench_stream``); with ``compile``, the ``STREAM_CHUNK`` rows also
+    compiled vs compiled. ``big``: presets built with ``causal=True`` at a real size, at
+    ``STREAM_CHUNK`` only (``big_repeats`` rounds)."""
+    rows = []
+    jobs = [(n, n, {}, CHUNK_FRAMES, repeats) for n in names]
+    jobs += [(f"{n} (causal=True)", n, {"causal": True}, (STREAM_CHUNK,), big_repeats) for n in big or []]
+    for label, name, kw, chunks, reps in jobs:
         torch.manual_seed(0)
-        tok = mmtok.create_tokenizer(name).eval()
+        tok = mmtok.create_tokenizer(name, **kw).eval()
+        params_m = sum(p.numel() for p in tok.parameters()) / 1e6
         x = clips(1, seconds, tok.sample_rate, seed=4)
-        for k in CHUNK_FRAMES:
-            r = bench_stream(tok, x, k, repeats)
-            rows.append({"model": name, "seconds": seconds, **r})
-            _log(f"  {name} chunk {k}: RTF {r['rtf_wall']:.1f} (offline {r['offline_rtf']:.1f}, overhead "
-                 f"{100 * r['overhead']:+.0f} %), err {r['max_abs_err']:.2e}")
+        for k in chunks:
+            for r in bench_stream(tok, x, k, reps, compile=compile and k == STREAM_CHUNK):
+                rows.append({"model": label, "params_m": params_m, "seconds": seconds, **r})
+                _log(f"  {label}{' compiled' if r['compiled'] else ''} chunk {k}: RTF {r['rtf_wall']:.1f} (offline "
+                     f"{r['offline_rtf']:.1f}, overhead {100 * r['overhead']:+.0f} %), err {r['max_abs_err']:.2e}, "
+                     f"warm-up {r['warmup_s']:.0f} s")
     return rows
 
 
 def render_streaming(rows: list[dict[str, Any]]) -> str:
-    head = ["model", "chunk (frames)", "chunk (ms)", "streamed RTF (whole pass)", "offline RTF", "overhead",
-            "pairs", "RTF per push (median)", "compute ms/chunk", "max ms/chunk", "max |stream - offline|",
-            "codes equal", "algorithmic latency (ms)"]
-    body = [[r["model"], r["chunk_frames"], f"{r['chunk_ms']:.0f}", f"{r['rtf_wall']:.2f}", f"{r['offline_rtf']:.2f}",
-             f"{100 * r['overhead']:+.0f} %", r["pairs"], f"{r['rtf']:.2f}", f"{r['ms_per_chunk']:.1f}",
-             f"{r['ms_per_chunk_max']:.0f}", f"{r['max_abs_err']:.1e}", "yes" if r["codes_equal"] else "NO",
-             f"{r['latency_ms']:.1f}"] for r in rows]
+    head = ["model", "params (M)", "path", "chunk (frames)", "chunk (ms)", "streamed RTF (whole pass)", "offline RTF",
+            "overhead", "vs eager offline", "rounds", "RTF per push (median)", "compute ms/chunk", "max ms/chunk",
+            "max |stream - offline|", "codes equal", "algorithmic latency (ms)", "warm-up (s)"]
+    body = [[r["model"], f"{r['params_m']:.1f}", "compiled" if r["compiled"] else "eager", r["chunk_frames"],
+             f"{r['chunk_ms']:.0f}", f"{r['rtf_wall']:.2f}", f"{r['offline_rtf']:.2f}",
+             f"{100 * r['overhead']:+.0f} %", f"{100 * r['overhead_vs_eager_offline']:+.0f} %", r["pairs"],
+             f"{r['rtf']:.2f}", f"{r['ms_per_chunk']:.1f}", f"{r['ms_per_chunk_max']:.0f}", f"{r['max_abs_err']:.1e}",
+             "yes" if r["codes_equal"] else "NO", f"{r['latency_ms']:.1f}", f"{r['warmup_s']:.1f}"] for r in rows]
     return table(head, body)
 
 
@@ -798,9 +846,10 @@ def render_targets(results: dict[str, Any]) -> str:
     for r in results.get("streaming", []):
         if r["chunk_frames"] == STREAM_CHUNK:
             oks.append(r["overhead"] <= STREAM_OVERHEAD)
-            lines.append(f"  - {r['model']}: streamed RTF {r['rtf_wall']:.2f} (whole pass; median push {r['rtf']:.2f}) vs "
-                         f"offline {r['offline_rtf']:.2f}: overhead {100 * r['overhead']:+.1f} % (median of "
-                         f"{r['pairs']} interleaved pairs): {_verdict(oks[-1])}")
+            path = "compiled vs compiled offline" if r.get("compiled") else "eager vs eager offline"
+            lines.append(f"  - {r['model']} ({path}): streamed RTF {r['rtf_wall']:.2f} (whole pass; median push "
+                         f"{r['rtf']:.2f}) vs offline {r['offline_rtf']:.2f}: overhead {100 * r['overhead']:+.1f} % "
+                         f"(median of {r['pairs']} interleaved rounds): {_verdict(oks[-1])}")
     out.append(_summary(f"streaming overhead <= {100 * STREAM_OVERHEAD:.0f} % over offline ({STREAM_CHUNK}-frame chunks)",
                         oks, "--sections streaming"))
     out += lines
@@ -865,6 +914,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="presets over 10M parameters: a second timed call only when the first took less")
     p.add_argument("--stream-seconds", type=float, default=None)
     p.add_argument("--stream-repeats", type=int, default=7, help="interleaved offline / streamed pairs per row")
+    p.add_argument("--stream-compile", action="store_true",
+                   help="also time the compiled stream (stream_encoder(compile=True)) against the offline path "
+                        "compiled the same way, at 16-frame chunks, in the same rounds (compiles: ~1 min per model)")
+    p.add_argument("--stream-big", default=None,
+                   help="presets streamed at a real size (built with causal=True; 16-frame chunks), comma-separated; "
+                        f"'none' for none (default {','.join(STREAMING_BIG)}; --quick: none)")
+    p.add_argument("--stream-big-repeats", type=int, default=3, help="interleaved rounds per --stream-big row")
     p.add_argument("--long-minutes", type=float, default=None, help="long file (default 10; --quick 1)")
     p.add_argument("--short-minutes", type=float, default=None, help="short file (default 1; --quick 0.25)")
     p.add_argument("--seam-seconds", type=float, default=None, help="seam report file (default 30; --quick 20)")
@@ -946,10 +1002,20 @@ def main(argv: list[str] | None = None) -> int:
         print(render_vs_reference(rows), flush=True)
     if "streaming" in sections:
         _log("streaming")
-        rows = section_streaming(STREAMING, stream_s, args.stream_repeats)
+        big_spec = args.stream_big if args.stream_big is not None else ("none" if q else ",".join(STREAMING_BIG))
+        big = [b.strip() for b in big_spec.split(",") if b.strip() and big_spec.strip() != "none"]
+        if args.stream_compile:
+            from torch._dynamo import config as dynamo_config  # one graph per model, mode and direction
+
+            dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 4 * (len(big) + len(STREAMING)))
+        rows = section_streaming(STREAMING, stream_s, args.stream_repeats, args.stream_compile, big,
+                                 args.stream_big_repeats)
         results["streaming"] = rows
         print(f"\n## Streaming (CPU, batch 1, {stream_s:.0f} s clip; offline = tok.decode(tok.encode(x)); overhead = "
-              "median over interleaved pairs of streamed pass / offline, minus 1)\n")
+              "median over interleaved rounds of streamed pass / offline, minus 1; compiled rows: "
+              "stream_encoder(compile=True) / stream_decoder(compile=True) vs the offline path with the same "
+              "compiled stacks; vs eager offline = that stream against the eager offline pass of the same rounds; "
+              "warm-up = first offline + streamed pass, compiles included)\n")
         print(render_streaming(rows), flush=True)
     if "long" in sections:
         _log("long files")

@@ -317,17 +317,19 @@ class AudioTokenizer(Tokenizer):
         return TokenizerOutput(recon=recon, codes=q.codes, loss=q.loss, metrics=dict(q.metrics))
 
     # --- streaming and long files ---------------------------------------------------------
-    def stream_encoder(self, n_q: int | None = None) -> "StreamEncoder":
-        """A stateful chunk-by-chunk encoder (causal models only); see ``mmtok.audio.streaming``."""
+    def stream_encoder(self, n_q: int | None = None, compile: bool = False) -> "StreamEncoder":
+        """A stateful chunk-by-chunk encoder (causal models only); see ``mmtok.audio.streaming``.
+        ``compile=True``: each push of the steady chunk shape runs a ``torch.compile``-d step."""
         from mmtok.audio.streaming import StreamEncoder
 
-        return StreamEncoder(self, n_q=n_q)
+        return StreamEncoder(self, n_q=n_q, compile=compile)
 
-    def stream_decoder(self) -> "StreamDecoder":
-        """A stateful chunk-by-chunk decoder (causal models only); see ``mmtok.audio.streaming``."""
+    def stream_decoder(self, compile: bool = False) -> "StreamDecoder":
+        """A stateful chunk-by-chunk decoder (causal models only); see ``mmtok.audio.streaming``.
+        ``compile=True``: each push of the steady chunk shape runs a ``torch.compile``-d step."""
         from mmtok.audio.streaming import StreamDecoder
 
-        return StreamDecoder(self)
+        return StreamDecoder(self, compile=compile)
 
     def encode_long(self, wav: Tensor, **kwargs: Any) -> Tensor:
         """Windowed encode of a long (C, S) / (1, C, S) file; see ``mmtok.audio.long.encode_long``."""

@@ -127,6 +127,12 @@ def inference_weight(conv: nn.Module) -> Tensor:
     param = getattr(conv, "parametrizations", None)
     if torch.is_grad_enabled() or param is None or not hasattr(param, "weight"):
         return conv.weight  # with autograd each call builds its own graph through the weight
+    if torch.compiler.is_compiling():
+        # traced by torch.compile: the version check would break the graph; use the kept
+        # weight when an eager call made one (the caller refreshes it: ``refresh_weights``),
+        # else compute it in the graph
+        hit = conv.__dict__.get("_inference_weight")
+        return conv.weight if hit is None else hit[1]
     sources = (param.weight.original0, param.weight.original1)
     try:
         key = tuple((t._version, t.data_ptr(), t.dtype, t.device) for t in sources)
@@ -138,6 +144,16 @@ def inference_weight(conv: nn.Module) -> Tensor:
     w = conv.weight
     conv.__dict__["_inference_weight"] = (key, w)  # a plain attribute: not in the state dict
     return w
+
+
+def refresh_weights(convs: Sequence[nn.Module]) -> None:
+    """Bring every conv's kept inference weight up to date with its parameters (eagerly), so
+    a ``torch.compile``-d forward, which reads the kept weights without checking them, sees
+    the current parameters. ``convs``: e.g. ``[m.conv for m in module.modules() if hasattr(m, "conv")]``."""
+    if torch.is_grad_enabled():
+        return
+    for c in convs:
+        inference_weight(c)
 
 
 def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
@@ -566,6 +582,7 @@ __all__ = [
     "streaming_layers",
     "stream_weight",
     "inference_weight",
+    "refresh_weights",
     "weight_of",
     "reflect_pad",
     "Snake",
