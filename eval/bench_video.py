@@ -36,6 +36,7 @@ CPU peak memory = peak RSS above the RSS before the call (Linux VmHWM reset thro
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -44,7 +45,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -180,11 +181,29 @@ def conv_flops(tok: Tokenizer, frames: int, size: int, video: bool) -> tuple[flo
     return flops[0], flops[1]
 
 
-def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.device) -> dict[str, Any]:
+@contextlib.contextmanager
+def old_conv3d_path() -> Iterator[None]:
+    """Within: the causal 3D layers as before the temporal-GEMM change (every (k_t, 1, 1) conv a
+    oneDNN conv3d on a padded copy, the residual sum a separate pass, ``conv="2+1d"`` maps of
+    128+ channels NCDHW like the 3x3x3 stacks'); the same math, to time old and new side by side."""
+    from mmtok.layers import conv3d as c3
+
+    saved = c3.TIME_GEMM, c3.FACTORIZED_CHANNELS_LAST_MAX
+    c3.TIME_GEMM, c3.FACTORIZED_CHANNELS_LAST_MAX = False, c3.CHANNELS_LAST_MAX
+    try:
+        yield
+    finally:
+        c3.TIME_GEMM, c3.FACTORIZED_CHANNELS_LAST_MAX = saved
+
+
+def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.device,
+                 old: bool = False) -> dict[str, Any]:
     """3D encode, 2D encode, 3D decode, 2D decode, ``rounds`` times in turn (after a warm-up on a
     small crop), so both models see the same machine load; the 2D baseline (``vqgan_f8_vq`` with
     the preset's widths) runs all ``frames`` frames folded into the batch. Ratios: the median
-    over rounds of 3D fps / 2D fps; FLOP ratio: 3D FLOPs / 2D FLOPs of the clip."""
+    over rounds of 3D fps / 2D fps; FLOP ratio: 3D FLOPs / 2D FLOPs of the clip. ``old``: the 3D
+    model also runs on the previous layer code (``old_conv3d_path``) in each round (its codes
+    checked equal to the new path's), for before / after ratios from the same rounds."""
     tok = spec.build(image_size=size).to(device)
     base = build_baseline(tok).to(device)
     x = clip(frames, size).to(device)
@@ -192,7 +211,8 @@ def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.
     f3 = conv_flops(tok, frames, size, video=True)
     f2 = conv_flops(base, frames, size, video=False)
     xl = xb.contiguous(memory_format=torch.channels_last)
-    times: dict[str, list[float]] = {k: [] for k in ("enc3", "enc2", "enc2cl", "dec3", "dec2", "dec2cl")}
+    times: dict[str, list[float]] = {k: [] for k in ("enc3", "enc2", "enc2cl", "dec3", "dec2", "dec2cl", "enc3o", "dec3o")}
+    old_codes_equal = True
     with torch.inference_mode():
         s = min(64, size)
         tok.decode(tok.encode(x[:, :, : 1 + tok.temporal_factor, :s, :s]))
@@ -209,6 +229,17 @@ def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.
                     c3 = out
                 elif key == "enc2":
                     c2 = out
+            if old:
+                with old_conv3d_path():
+                    t = time.perf_counter()
+                    c3o = tok.encode(x)
+                    _sync(device)
+                    times["enc3o"].append(time.perf_counter() - t)
+                    old_codes_equal &= bool(torch.equal(c3o, c3))
+                    t = time.perf_counter()
+                    tok.decode(c3)
+                    _sync(device)
+                    times["dec3o"].append(time.perf_counter() - t)
             c2l = c2.contiguous()
             for key, fn in (("dec3", lambda: tok.decode(c3)), ("dec2", lambda: base.decode(c2)),
                             ("dec2cl", lambda: _decode_channels_last(base, c2l))):
@@ -219,9 +250,13 @@ def side_by_side(spec: Spec, size: int, frames: int, rounds: int, device: torch.
     ratio = {k: statistics.median(times[f"{k}2"][i] / times[f"{k}3"][i] for i in range(rounds)) for k in ("enc", "dec")}
     ratio_cl = {k: statistics.median(times[f"{k}2cl"][i] / times[f"{k}3"][i] for i in range(rounds))
                 for k in ("enc", "dec")}
+    ratio_old = {k: statistics.median(times[f"{k}2"][i] / times[f"{k}3o"][i] for i in range(rounds)) if old else None
+                 for k in ("enc", "dec")}
     row = {"model": spec.label, "size": size, "frames": frames, "rounds": rounds, "device": device.type,
            "params_m": tok.num_parameters() / 1e6, "params_2d_m": base.num_parameters() / 1e6,
-           **{f"{k}_fps": frames / statistics.median(v) for k, v in times.items()},
+           **{f"{k}_fps": frames / statistics.median(v) for k, v in times.items() if v},
+           "ratio_enc_old": ratio_old["enc"], "ratio_dec_old": ratio_old["dec"],
+           "old_codes_equal": old_codes_equal if old else None,
            "ratio_enc": ratio["enc"], "ratio_dec": ratio["dec"],
            "ratio_enc_2d_cl": ratio_cl["enc"], "ratio_dec_2d_cl": ratio_cl["dec"],
            "flops_enc_3d": f3[0], "flops_dec_3d": f3[1], "flops_enc_2d": f2[0], "flops_dec_2d": f2[1],
@@ -247,6 +282,11 @@ def render_side_by_side(rows: list[dict[str, Any]]) -> str:
              f"{r['dec2_fps']:.2f}", f"{r['ratio_dec']:.2f}",
              f"{r['ratio_enc_2d_cl']:.2f} / {r['ratio_dec_2d_cl']:.2f}", f"{r['flops_enc_3d'] / r['flops_enc_2d']:.2f}",
              f"{r['flops_dec_3d'] / r['flops_dec_2d']:.2f}", r["rounds"], _fmt_load(r["load"])] for r in rows]
+    if any(r.get("ratio_enc_old") is not None for r in rows):  # --side-old: the previous layer code, same rounds
+        head.insert(-2, "old layers 3D/2D enc / dec (codes equal)")
+        for r, row in zip(rows, body):
+            row.insert(-2, "-" if r.get("ratio_enc_old") is None else
+                       f"{r['ratio_enc_old']:.2f} / {r['ratio_dec_old']:.2f} ({r['old_codes_equal']})")
     return table(head, body)
 
 
@@ -567,6 +607,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--side-size", type=int, default=128, help="frame size of the side-by-side rows")
     p.add_argument("--side-frames", type=int, default=17, help="frames of the side-by-side clip")
     p.add_argument("--side-rounds", type=int, default=2, help="interleaved rounds per side-by-side row")
+    p.add_argument("--side-old", action="store_true",
+                   help="side by side: also time the 3D model on the previous layer code (old_conv3d_path) each round")
     p.add_argument("--json", default=None, help="write the raw numbers here")
     args = p.parse_args(argv)
 
@@ -638,7 +680,8 @@ def main(argv: list[str] | None = None) -> int:
         for item in _csv(args.side_by_side or "causal3d_4x8x8_fsq"):
             name, _, extra = item.partition(":")
             over = {k: int(v) for k, v in (kv.split("=") for kv in extra.split(";") if kv)} if extra else {}
-            side.append(side_by_side(Spec(name, over), args.side_size, args.side_frames, args.side_rounds, main_device))
+            side.append(side_by_side(Spec(name, over), args.side_size, args.side_frames, args.side_rounds, main_device,
+                                     old=args.side_old))
             r = side[-1]
             _log(f"  {r['model']}: 3D/2D enc {r['ratio_enc']:.2f}, dec {r['ratio_dec']:.2f}")
         results["side"] = side

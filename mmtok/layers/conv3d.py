@@ -27,7 +27,13 @@ run channels-last 3D (NDHWC), so folding time into the batch for per-frame norms
 not a copy, and k_t = 1 convs run as 2D convs on the folded frames; the causal time padding
 is written once into one buffer. ``conv="2+1d"``
 (``FactorizedConv3d``) is a *different* model: a (1, 3, 3) spatial conv then a (3, 1, 1)
-causal temporal conv in place of each residual 3x3x3 conv (12 / 27 of the FLOPs).
+causal temporal conv in place of each residual 3x3x3 conv (12 / 27 of the FLOPs). On the CPU
+path with autograd off, every causal stride-1 (k_t, 1, 1) conv runs as per-frame GEMMs in
+place (``time_conv_gemm_``: y[t] = b + sum_k W_k x[t - k], frame 0 standing in for the past;
+no padded copy, no new map, the ResBlock's residual summed in the same pass), and the
+(2+1)D encoder / decoder run maps of every width channels-last (``FACTORIZED_CHANNELS_LAST_MAX``:
+their convs are then 2D convs on the folded frames and GEMMs). ``TIME_GEMM = False`` and
+``FACTORIZED_CHANNELS_LAST_MAX = CHANNELS_LAST_MAX`` give the previous path (same math).
 
 Streaming: inside ``with mmtok.layers.audio.streaming(module, state):`` every causal layer
 keeps its left context in ``state`` between calls (a conv: the inputs its next output still
@@ -38,6 +44,7 @@ window ``1 + k * f_t`` frames, later ones ``k * f_t``) gives exactly the whole-c
 from __future__ import annotations
 
 import math
+from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
@@ -78,6 +85,12 @@ CHANNELS_LAST_MAX = 128  # maps with fewer channels run NDHWC (faster there); wi
                          # NCDHW kernels beat NDHWC from 128 channels on on CPU)
 
 
+FACTORIZED_CHANNELS_LAST_MAX = 1 << 30  # conv="2+1d" stacks run maps of every width NDHWC: their convs are 2D convs on
+                                        # the folded frames and temporal GEMMs, both faster NDHWC (and per-frame norms
+                                        # fold time as a view instead of two copies)
+_channels_last_max: ContextVar[int | None] = ContextVar("mmtok_conv3d_channels_last_max", default=None)
+
+
 def _fast_path(x: Tensor) -> bool:
     """float32 on a channels-last device with oneDNN, outside autocast (which casts ``F.conv3d`` only)."""
     return (x.device.type in CHANNELS_LAST_DEVICES and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
@@ -85,7 +98,23 @@ def _fast_path(x: Tensor) -> bool:
 
 
 def _channels_last(x: Tensor) -> bool:
-    return _fast_path(x) and x.shape[1] < CHANNELS_LAST_MAX
+    cl_max = _channels_last_max.get()
+    return _fast_path(x) and x.shape[1] < (CHANNELS_LAST_MAX if cl_max is None else cl_max)
+
+
+class _StackLayout:
+    """Within: maps narrower than ``FACTORIZED_CHANNELS_LAST_MAX`` (``conv="2+1d"``) or
+    ``CHANNELS_LAST_MAX`` (``"3d"``) run channels-last; set by the encoder / decoder forward."""
+
+    def __init__(self, conv: str) -> None:
+        self.cl_max = FACTORIZED_CHANNELS_LAST_MAX if conv == "2+1d" else None
+        self.token = None
+
+    def __enter__(self) -> None:
+        self.token = _channels_last_max.set(self.cl_max)
+
+    def __exit__(self, *exc: object) -> None:
+        _channels_last_max.reset(self.token)
 
 
 def conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, int, int] = (1, 1, 1),
@@ -106,6 +135,81 @@ def conv3d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, in
                                               list(dilation[1:]), 1)
         return unfold_time(y, x.shape[2])
     return torch.ops.aten.mkldnn_convolution(x, weight, bias, list(padding), list(stride), list(dilation), 1)
+
+
+TIME_GEMM = True  # causal (k_t, 1, 1) convs on the CPU fast path as per-frame GEMMs (False: oneDNN conv3d, as before)
+TIME_GEMM_ROWS = 2048  # positions per GEMM: one chunk of a frame (rows x channels) stays in cache over its k_t taps
+
+
+def _owned_map(x: Tensor, overwrite: bool) -> Tensor:
+    """``x`` itself when it may be overwritten and is contiguous in the CPU path's layout, else a copy that is."""
+    fmt = torch.channels_last_3d if _channels_last(x) else torch.contiguous_format
+    return x if overwrite and x.is_contiguous(memory_format=fmt) else _empty_like_layout(x, x.shape).copy_(x)
+
+
+def _same_layout(a: Tensor, x: Tensor) -> bool:
+    """``a`` is contiguous in the CPU layout of ``x`` (the memory format ``time_conv_gemm_`` reads)."""
+    fmt = torch.channels_last_3d if _channels_last(x) else torch.contiguous_format
+    return a.dtype == x.dtype and a.device == x.device and a.is_contiguous(memory_format=fmt)
+
+
+def time_conv_gemm_(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int = 1, first: int = 0,
+                    add: Tensor | None = None) -> Tensor:
+    """Causal temporal conv (weight (C, C, k_t, 1, 1), stride 1) *in place* on ``x`` (B, C, F, H, W),
+    as per-frame GEMMs on its memory: frame ``s`` (``s`` from ``F - 1`` down to ``first``) becomes
+    ``bias + sum_k W_k x[max(s - (k_t - 1 - k) * dilation, 0)]`` (taps from the current frame
+    back; frames before 0 are frame 0, the causal replicate padding). Returns ``x[:, :, first:]``.
+
+    ``first = 0``: ``x`` is the unpadded input (offline); ``first = pad_past``: its first frames
+    are the padding / the stream's past. Each output row gets the same GEMM calls in the same
+    order either way and whatever the clip length (chunks of ``TIME_GEMM_ROWS`` positions of
+    one frame), so a 1-frame clip, a long clip and a stream give bit-identical frames. Channels
+    last (NDHWC) maps are (H W, C) row blocks per frame, NCDHW ones (C, H W) column blocks;
+    going down in time, every frame a tap still reads is an input frame. No padded copy, no
+    im2col, no new map. ``add`` (the output's shape and layout, e.g. a residual): each output
+    chunk is written as ``chunk + add`` (the same float sum as ``add + conv(x)`` afterwards), so
+    the residual sum takes no extra pass over the maps."""
+    b, c, f, h, w = x.shape
+    kt, hw = weight.shape[2], h * w
+    cl = _channels_last(x)
+    if not x.is_contiguous(memory_format=torch.channels_last_3d if cl else torch.contiguous_format):
+        raise ValueError("time_conv_gemm_ needs a map contiguous in its layout (see _owned_map)")
+    rows = min(TIME_GEMM_ROWS, hw)
+    if add is not None and (add.shape != (b, c, f - first, h, w) or not _same_layout(add, x)):
+        raise ValueError("time_conv_gemm_: add must be contiguous in the map's layout, of the output's shape")
+    if cl:  # frame (i, s): rows x.view(B, F, HW, C)[i, s]; y = x_k @ W_k^T
+        v = x.permute(0, 2, 3, 4, 1).view(b, f, hw, c)
+        av = None if add is None else add.permute(0, 2, 3, 4, 1).view(b, f - first, hw, c)
+        taps = [weight[:, :, k, 0, 0].t().contiguous() for k in range(kt)]
+        tmp, bias_v = x.new_empty(rows, c), bias
+    else:  # frame (i, s): columns x.view(B, C, F, HW)[i, :, s]; y = W_k @ x_k
+        v = x.view(b, c, f, hw).transpose(1, 2)  # (B, F, C, HW), a view
+        av = None if add is None else add.view(b, c, f - first, hw).transpose(1, 2)
+        taps = [weight[:, :, k, 0, 0].contiguous() for k in range(kt)]
+        tmp, bias_v = x.new_empty(c, rows), (None if bias is None else bias[:, None])
+    for i in range(b):
+        for r in range(0, hw, rows):
+            n = min(rows, hw - r)
+            fr = v[i, :, r : r + n] if cl else v[i, :, :, r : r + n]  # (F, n, C) / (F, C, n)
+            out = tmp[:n] if cl else (tmp if n == rows else x.new_empty(c, n))  # contiguous
+            ar = None if av is None else (av[i, :, r : r + n] if cl else av[i, :, :, r : r + n])
+            for s in range(f - 1, first - 1, -1):
+                a, m = (fr[s], taps[kt - 1]) if cl else (taps[kt - 1], fr[s])
+                if bias_v is None:
+                    torch.mm(a, m, out=out)
+                else:
+                    torch.addmm(bias_v, a, m, out=out)
+                for k in range(kt - 2, -1, -1):
+                    src = fr[max(s - (kt - 1 - k) * dilation, 0)]
+                    if cl:
+                        out.addmm_(src, taps[k])
+                    else:
+                        out.addmm_(taps[k], src)
+                if ar is None:
+                    fr[s].copy_(out)
+                else:
+                    torch.add(out, ar[s - first], out=fr[s])
+    return x[:, :, first:]
 
 
 def conv3d_module(conv: nn.Conv3d, x: Tensor) -> Tensor:
@@ -220,10 +324,28 @@ class CausalConv3d(StreamingModule):
             out[:, :, p + t :] = x[:, :, -1:]
         return out
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, overwrite_input: bool = False, add: Tensor | None = None) -> Tensor:
+        """The conv of ``x`` (plus ``add``, a map of the output's shape, when given: ``add + conv(x)``).
+        ``overwrite_input``: the caller owns ``x`` and no longer needs it, so a causal (k_t, 1, 1)
+        conv on the CPU path may write its output (and the sum) into ``x``'s memory."""
         if self._stream is not None:
-            return self._forward_stream(x)
-        return self._conv(self._pad_time(x))
+            y = self._forward_stream(x)
+        elif self._time_gemm(x):
+            x = _owned_map(x, overwrite_input)
+            if (add is not None and add.shape == x.shape and _same_layout(add, x)
+                    and not (torch.is_grad_enabled() and add.requires_grad)):
+                return time_conv_gemm_(x, self.weight, self.bias, self.dilation_t, add=add)
+            y = time_conv_gemm_(x, self.weight, self.bias, self.dilation_t)
+        else:
+            y = self._conv(self._pad_time(x))
+        return y if add is None else add + y
+
+    def _time_gemm(self, x: Tensor) -> bool:
+        """Whether this conv runs as per-frame GEMMs (``time_conv_gemm_``): a causal stride-1
+        (k_t, 1, 1) conv on the CPU fast path with autograd off for it."""
+        return (self.kernel_size[1:] == (1, 1) and self.stride_t == 1 and self.pad_future == 0 and self.in_channels
+                == self.out_channels and TIME_GEMM and _fast_path(x) and self.weight.dtype == torch.float32
+                and not (torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)))
 
     def _forward_stream(self, x: Tensor) -> Tensor:
         past = self._stream.get(self)
@@ -235,6 +357,8 @@ class CausalConv3d(StreamingModule):
         self._stream[self] = x[:, :, n * self.stride_t :].clone()  # a copy: a view would keep the whole window alive
         if n == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0, *x.shape[3:])
+        if self._time_gemm(x):  # x is our own buffer: its first pad_past frames are the past, the output overwrites the rest
+            return time_conv_gemm_(_owned_map(x, True), self.weight, self.bias, self.dilation_t, first=self.pad_past)
         return self._conv(x[:, :, : (n - 1) * self.stride_t + span])
 
 
@@ -271,8 +395,9 @@ class FactorizedConv3d(nn.Module):
         self.spatial = CausalConv3d(in_channels, out_channels, (1, kh, kw), causal=causal)
         self.temporal = CausalConv3d(out_channels, out_channels, (kt, 1, 1), causal=causal)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.temporal(self.spatial(x))
+    def forward(self, x: Tensor, add: Tensor | None = None) -> Tensor:
+        """The conv of ``x``, plus ``add`` when given (``add + conv(x)``, summed in the temporal conv's pass)."""
+        return self.temporal(self.spatial(x), overwrite_input=True, add=add)  # the spatial output is ours to overwrite
 
 
 CONVS = ("3d", "2+1d")
@@ -304,9 +429,11 @@ class ResBlock3d(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        h = self.dropout(F.silu(self.norm2(h)))
         skip = conv3d_module(self.skip, x) if isinstance(self.skip, nn.Conv3d) else x
-        return skip + h
+        if isinstance(self.conv2, FactorizedConv3d):  # the residual sum in the temporal conv's output pass
+            return self.conv2(h, add=skip)
+        return skip + self.conv2(h)
 
 
 class FrameAttnBlock(AttnBlock2d):
@@ -369,7 +496,7 @@ class Upsample3d(StreamingModule):
                 y[:, :, 1::2] = x
             else:
                 y = x.repeat_interleave(2, dim=2)
-            x = self.time_conv(y[:, :, 1:] if first else y)
+            x = self.time_conv(y[:, :, 1:] if first else y, overwrite_input=True)  # y is ours
         if self.conv is not None:
             if _channels_last(x):  # per frame: nearest x2 of the frames folded into the batch (a view in NDHWC)
                 x = x.contiguous(memory_format=torch.channels_last_3d)
@@ -442,10 +569,12 @@ class CausalEncoder3d(nn.Module):
         self.mid = _mid_block(ch, mid_attention, dropout, causal, **res)
         self.norm_out = norm3d(norm, ch, min_group_channels)
         self.conv_out = CausalConv3d(ch, z_channels, 3, causal=causal)
+        self.conv_kind = conv  # "3d" / "2+1d": picks the maps' layout (see _StackLayout)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.mid(self.down(self.conv_in(x)))
-        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+        with _StackLayout(getattr(self, "conv_kind", "3d")):
+            h = self.mid(self.down(self.conv_in(x)))
+            return self.conv_out(F.silu(self.norm_out(h))).contiguous()
 
 
 class CausalDecoder3d(nn.Module):
@@ -486,10 +615,12 @@ class CausalDecoder3d(nn.Module):
         self.up = nn.Sequential(*blocks)
         self.norm_out = norm3d(norm, ch, min_group_channels)
         self.conv_out = CausalConv3d(ch, out_channels, 3, causal=causal)
+        self.conv_kind = conv  # "3d" / "2+1d": picks the maps' layout (see _StackLayout)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.up(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+        with _StackLayout(getattr(self, "conv_kind", "3d")):
+            h = self.up(self.mid(self.conv_in(z)))
+            return self.conv_out(F.silu(self.norm_out(h))).contiguous()
 
 
 __all__ = [

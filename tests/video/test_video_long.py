@@ -140,7 +140,9 @@ def test_one_tile_is_the_whole_frame():
     x = clip(1, 5, 32, 32)
     codes = tok.encode(x)
     assert torch.equal(encode_tiled(tok, x, tile=32), codes)
-    assert torch.equal(decode_tiled(tok, codes, tile=32), tok.decode(codes))
+    with torch.no_grad():  # decode_tiled runs without autograd; with it the temporal convs take oneDNN, not the
+        whole = tok.decode(codes)  # CPU path's GEMMs (same math, other float rounding)
+    assert torch.equal(decode_tiled(tok, codes, tile=32), whole)
 
 
 def test_tiled_shapes_on_frames_larger_than_a_tile():
