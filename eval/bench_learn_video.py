@@ -48,6 +48,8 @@ ROWS: dict[str, dict[str, Any]] = {
     "w16_2p1d": dict(label=f"{PRESET} + photos recipe, base width 16, 2+1D convs",
                      overrides=dict(base_channels=16, conv="2+1d"), optim=NEW_OPTIM),
     "2p1d": dict(label=f"{PRESET} + photos recipe, 2+1D convs", overrides=dict(conv="2+1d"), optim=NEW_OPTIM),
+    "2p1d_lr3e3": dict(label=f"{PRESET} + photos recipe, 2+1D convs, lr 3e-3", overrides=dict(conv="2+1d"),
+                       optim=dict(NEW_OPTIM, lr=3e-3)),
     "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
                     overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
