@@ -41,8 +41,9 @@ def _masked_mean(v: Tensor, keep: Tensor) -> Tensor:
     return (v * keep).sum() / keep.sum().clamp_min(1)
 
 
-class SISDRLoss(nn.Module):
-    """Negative SI-SDR in dB, mean over the items and channels whose target rms >= ``min_rms``."""
+class _CentredTerm(nn.Module):
+    """Shared by the scale-invariant terms: options, and the per-item-and-channel values of
+    ``term(y, r)`` on zero-mean fp32 copies, averaged over the non-silent targets."""
 
     def __init__(self, eps: float = 1e-8, min_rms: float = 1e-3) -> None:
         super().__init__()
@@ -50,36 +51,34 @@ class SISDRLoss(nn.Module):
             raise ValueError(f"need eps > 0 and min_rms >= 0, got {eps}, {min_rms}")
         self.eps, self.min_rms = float(eps), float(min_rms)
 
+    def term(self, y: Tensor, r: Tensor) -> Tensor:  # (B, C, S) x 2, zero-mean -> (B, C)
+        raise NotImplementedError
+
     def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
-        _check(recon, x, "SISDRLoss")
+        _check(recon, x, type(self).__name__)
         with torch.autocast(device_type=x.device.type, enabled=False):
             y, r = recon.float(), x.float()
             y, r = y - y.mean(-1, keepdim=True), r - r.mean(-1, keepdim=True)
-            a = (y * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + self.eps)
-            target = a * r
-            ratio = (target.pow(2).sum(-1) + self.eps) / ((target - y).pow(2).sum(-1) + self.eps)
             keep = r.pow(2).mean(-1) >= self.min_rms**2
-            return _masked_mean(-10 * torch.log10(ratio), keep)
+            return _masked_mean(self.term(y, r), keep)
 
 
-class CorrelationLoss(nn.Module):
+class SISDRLoss(_CentredTerm):
+    """Negative SI-SDR in dB, mean over the items and channels whose target rms >= ``min_rms``."""
+
+    def term(self, y: Tensor, r: Tensor) -> Tensor:
+        a = (y * r).sum(-1, keepdim=True) / (r.pow(2).sum(-1, keepdim=True) + self.eps)
+        target = a * r
+        ratio = (target.pow(2).sum(-1) + self.eps) / ((target - y).pow(2).sum(-1) + self.eps)
+        return -10 * torch.log10(ratio)
+
+
+class CorrelationLoss(_CentredTerm):
     """``1 - rho`` (Pearson correlation over time, zero-mean), mean over the items and channels
     whose target rms >= ``min_rms``."""
 
-    def __init__(self, eps: float = 1e-8, min_rms: float = 1e-3) -> None:
-        super().__init__()
-        if eps <= 0 or min_rms < 0:
-            raise ValueError(f"need eps > 0 and min_rms >= 0, got {eps}, {min_rms}")
-        self.eps, self.min_rms = float(eps), float(min_rms)
-
-    def forward(self, recon: Tensor, x: Tensor) -> Tensor:  # (B, C, S) x 2 -> 0-dim
-        _check(recon, x, "CorrelationLoss")
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            y, r = recon.float(), x.float()
-            y, r = y - y.mean(-1, keepdim=True), r - r.mean(-1, keepdim=True)
-            rho = (y * r).sum(-1) / (y.pow(2).sum(-1).mul(r.pow(2).sum(-1)).add(self.eps).sqrt())
-            keep = r.pow(2).mean(-1) >= self.min_rms**2
-            return _masked_mean(1 - rho, keep)
+    def term(self, y: Tensor, r: Tensor) -> Tensor:
+        return 1 - (y * r).sum(-1) / (y.pow(2).sum(-1).mul(r.pow(2).sum(-1)).add(self.eps).sqrt())
 
 
 class GainLoss(nn.Module):
