@@ -156,13 +156,6 @@ def refresh_weights(convs: Sequence[nn.Module]) -> None:
         inference_weight(c)
 
 
-def stream_weight(layer: nn.Module, conv: nn.Module, state: dict) -> Tensor:
-    """``conv.weight`` while streaming: :func:`inference_weight` (read once, not per chunk).
-    ``layer`` and ``state`` are the streaming layer and its stream's state (unused: the
-    weight does not depend on the stream)."""
-    return inference_weight(conv)
-
-
 def weight_of(conv: nn.Module) -> Tensor:
     """The trainable weight tensor of a conv / linear layer: with weight norm, the
     parametrization's direction tensor (``original1``, the weight's shape), else ``weight``."""
@@ -288,7 +281,7 @@ class AudioConv1d(StreamingModule):
             # a view, no copy: it keeps one chunk of this layer's input alive, nothing grows
             self._stream[self] = x[..., x.shape[-1] - self.pad_left :]
         c = self.conv
-        return F.conv1d(x, stream_weight(self, c, self._stream), c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return F.conv1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.dilation, c.groups)
 
 
 class AudioConvTranspose1d(StreamingModule):
@@ -345,7 +338,7 @@ class AudioConvTranspose1d(StreamingModule):
                 self._stream[self] = x[..., x.shape[-1] - self.context :]  # a view (see AudioConv1d)
             start = self.context * self.stride
             c = self.conv
-            w = stream_weight(self, c, self._stream)
+            w = inference_weight(c)
             y = F.conv_transpose1d(x, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
             return y[..., start : start + n * self.stride]
         if torch.is_grad_enabled():
@@ -580,7 +573,6 @@ __all__ = [
     "StreamingModule",
     "streaming",
     "streaming_layers",
-    "stream_weight",
     "inference_weight",
     "refresh_weights",
     "weight_of",
