@@ -156,6 +156,76 @@ def refresh_weights(convs: Sequence[nn.Module]) -> None:
         inference_weight(c)
 
 
+# im2col + one GEMM for small float32 maps on CPU. For a batch-1 conv1d, PyTorch 2.11 picks
+# aten's slow_conv_dilated2d for a dilated kernel on a map of <= 20480 elements and oneDNN
+# above that size or at batch > 1; measured at 1 thread on this project's chunk shapes (16
+# to 512 channels, 20 to 2600 steps), the first is 2.5-4x and the second 1.4-2.5x slower than
+# gathering the k taps into one (C * k, T) matrix and multiplying once (oneDNN's set-up per
+# call, ~75-120 us, dominates a small map). Above ~2^17 elements oneDNN wins again.
+_IM2COL_MAX = 1 << 17
+
+
+def conv1d_inference(x: Tensor, conv: nn.Module) -> Tensor:
+    """``conv(x)`` for a padded ``x`` (B, C_in, L) with autograd off: the kept inference
+    weight (``inference_weight``), through im2col + GEMM where that beats PyTorch's own CPU
+    kernels (small float32 maps, see ``_IM2COL_MAX``), else ``F.conv1d``."""
+    w, b = inference_weight(conv), conv.bias
+    (s,), (d,) = conv.stride, conv.dilation
+    k = w.shape[-1]
+    bsz, cin, n = x.shape
+    if (
+        x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32 and conv.groups == 1
+        and k > 1 and conv.padding == (0,) and x.numel() <= _IM2COL_MAX
+        and (d > 1 or bsz > 1 or x.numel() > 20480)  # where PyTorch would not run its own im2col
+    ):
+        span = (k - 1) * d + 1
+        if n < span:
+            raise ValueError(f"input of {n} steps is shorter than the kernel span {span}")
+        cols = x.unfold(-1, span, s)[..., ::d]  # (B, C, T, k): views, no copy yet
+        t = cols.shape[2]
+        cols = cols.permute(0, 1, 3, 2).reshape(bsz, cin * k, t)  # the one copy
+        w2 = w.reshape(w.shape[0], cin * k)
+        if bsz == 1:
+            y = torch.mm(w2, cols[0]) if b is None else torch.addmm(b[:, None], w2, cols[0])
+            return y.unsqueeze(0)
+        y = torch.matmul(w2, cols)
+        return y if b is None else y.add_(b[:, None])
+    return F.conv1d(x, w, b, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+# A transposed conv whose weight outgrows the CPU caches (here >= 2^23 elements, 32 MB in
+# float32) as one GEMM and an overlap-add. PyTorch 2.11's CPU path (oneDNN) lays the
+# ``(C_in, C_out, k)`` weight out afresh on every call, one more pass over it: measured at 1
+# thread, 1536 -> 768 channels, k = 16, stride 8 (the first decoder layer of ``rvq_codec_24k``)
+# takes 59 ms on 17 frames against 26 ms here, and both take ~95 ms on 151 frames; layers
+# with weights of <= 3M elements are 0-15% faster in PyTorch's own kernel.
+_GEMM_TRANSPOSE_MIN = 1 << 23
+
+
+def conv_transpose1d_inference(x: Tensor, conv: nn.Module) -> Tensor:
+    """``conv(x)`` for an ``nn.ConvTranspose1d`` with autograd off (the kept inference weight):
+    (B, C_in, T) -> (B, C_out, (T - 1) * stride + k), through a GEMM and an overlap-add for a
+    large float32 weight on CPU (see ``_GEMM_TRANSPOSE_MIN``), else ``F.conv_transpose1d``."""
+    w, b = inference_weight(conv), conv.bias
+    (s,), k = conv.stride, w.shape[-1]
+    if (
+        x.device.type == "cpu" and x.dtype == torch.float32 and w.dtype == torch.float32 and w.numel() >= _GEMM_TRANSPOSE_MIN
+        and conv.groups == 1 and conv.dilation == (1,) and conv.padding == (0,) and conv.output_padding == (0,)
+    ):
+        bsz, cin, t = x.shape
+        cout = w.shape[1]
+        m = -(-k // s)  # input frames that overlap one output block of ``s`` samples
+        if m * s != k:
+            w = F.pad(w, (0, m * s - k))
+        cols = torch.matmul(w.reshape(cin, cout * m * s).t(), x).view(bsz, cout, m, s, t)
+        y = x.new_zeros(bsz, cout, t + m - 1, s)
+        for i in range(m):  # frame j's i-th block of s samples lands in output block j + i
+            y[:, :, i : i + t] += cols[:, :, i].transpose(-1, -2)
+        y = y.view(bsz, cout, (t + m - 1) * s)[..., : (t - 1) * s + k]
+        return y if b is None else y.add_(b[:, None])
+    return F.conv_transpose1d(x, w, b, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation)
+
+
 def weight_of(conv: nn.Module) -> Tensor:
     """The trainable weight tensor of a conv / linear layer: with weight norm, the
     parametrization's direction tensor (``original1``, the weight's shape), else ``weight``."""
@@ -258,8 +328,7 @@ class AudioConv1d(StreamingModule):
             x = F.pad(x, (self.pad_left, self.pad_right + extra))
         if torch.is_grad_enabled():
             return self.conv(x)
-        c = self.conv
-        return F.conv1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return conv1d_inference(x, self.conv)
 
     def _forward_stream(self, x: Tensor) -> Tensor:
         if x.shape[-1] % self.stride:
@@ -280,8 +349,7 @@ class AudioConv1d(StreamingModule):
             x = torch.cat([past, x], dim=-1)
             # a view, no copy: it keeps one chunk of this layer's input alive, nothing grows
             self._stream[self] = x[..., x.shape[-1] - self.pad_left :]
-        c = self.conv
-        return F.conv1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return conv1d_inference(x, self.conv)
 
 
 class AudioConvTranspose1d(StreamingModule):
@@ -337,16 +405,12 @@ class AudioConvTranspose1d(StreamingModule):
                 x = torch.cat([past, x], dim=-1)
                 self._stream[self] = x[..., x.shape[-1] - self.context :]  # a view (see AudioConv1d)
             start = self.context * self.stride
-            c = self.conv
-            w = inference_weight(c)
-            y = F.conv_transpose1d(x, w, c.bias, c.stride, c.padding, c.output_padding, c.groups, c.dilation)
+            y = conv_transpose1d_inference(x, self.conv)
             return y[..., start : start + n * self.stride]
         if torch.is_grad_enabled():
             y = self.conv(x)
         else:
-            c = self.conv
-            y = F.conv_transpose1d(x, inference_weight(c), c.bias, c.stride, c.padding, c.output_padding, c.groups,
-                                   c.dilation)
+            y = conv_transpose1d_inference(x, self.conv)
         return y[..., self.trim_left : self.trim_left + n * self.stride + self.length_change]
 
 

@@ -161,3 +161,47 @@ def test_stream_weight_is_read_once_and_follows_parameter_updates():
             conv(x[..., :20])
             ref = conv(x[..., 20:])  # the updated weight, fresh stream state
     assert torch.equal(b, ref)
+
+
+@pytest.mark.parametrize("shape,k,stride,dilation,bias", [
+    ((1, 16, 200), 7, 1, 3, True),     # dilated, small: PyTorch's slow dilated kernel otherwise
+    ((1, 16, 1400), 7, 1, 9, False),   # above 20480 elements: oneDNN otherwise
+    ((3, 8, 120), 8, 4, 1, True),      # batch > 1, strided
+    ((1, 8, 64), 1, 1, 1, True),       # 1x1: PyTorch's own kernel
+    ((1, 4, 40000), 7, 1, 3, True),    # above 2^17 elements: PyTorch's own kernel
+])
+def test_conv1d_inference_equals_the_library_conv(shape, k, stride, dilation, bias):
+    import torch.nn.functional as F
+
+    from mmtok.layers.audio import conv1d_inference
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(shape[1], 12, k, stride, dilation=dilation, bias=bias)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        y = conv1d_inference(x, conv)
+        ref = F.conv1d(x, conv.weight, conv.bias, stride, 0, dilation)
+    assert y.shape == ref.shape
+    assert torch.allclose(y, ref, atol=1e-5), (y - ref).abs().max()
+    with torch.no_grad(), pytest.raises((ValueError, RuntimeError)):
+        conv1d_inference(torch.randn(2, shape[1], (k - 1) * dilation), conv)  # shorter than the span
+
+
+@pytest.mark.parametrize("k,stride,bias", [(16, 8, True), (10, 4, False)])
+def test_conv_transpose1d_inference_gemm_path_equals_the_library(k, stride, bias):
+    """A weight of >= 2^23 elements takes the GEMM + overlap-add path; k need not be a multiple
+    of the stride; batch 2."""
+    import torch.nn.functional as F
+
+    from mmtok.layers.audio import _GEMM_TRANSPOSE_MIN, conv_transpose1d_inference
+
+    torch.manual_seed(0)
+    cout = -(-_GEMM_TRANSPOSE_MIN // (1024 * k))
+    conv = torch.nn.ConvTranspose1d(1024, cout, k, stride, bias=bias)
+    assert conv.weight.numel() >= _GEMM_TRANSPOSE_MIN
+    x = torch.randn(2, 1024, 5)
+    with torch.no_grad():
+        y = conv_transpose1d_inference(x, conv)
+        ref = F.conv_transpose1d(x, conv.weight, conv.bias, stride)
+    assert y.shape == ref.shape == (2, cout, 4 * stride + k)
+    assert torch.allclose(y, ref, atol=1e-5), (y - ref).abs().max()
