@@ -215,12 +215,11 @@ def conv_transpose1d_inference(x: Tensor, conv: nn.Module) -> Tensor:
         bsz, cin, t = x.shape
         cout = w.shape[1]
         m = -(-k // s)  # input frames that overlap one output block of ``s`` samples
-        if m * s != k:
-            w = F.pad(w, (0, m * s - k))
-        cols = torch.matmul(w.reshape(cin, cout * m * s).t(), x).view(bsz, cout, m, s, t)
+        cols = torch.matmul(w.reshape(cin, cout * k).t(), x).view(bsz, cout, k, t)
         y = x.new_zeros(bsz, cout, t + m - 1, s)
-        for i in range(m):  # frame j's i-th block of s samples lands in output block j + i
-            y[:, :, i : i + t] += cols[:, :, i].transpose(-1, -2)
+        for i in range(m):  # taps [i s, (i + 1) s) of frame j land in output block j + i
+            block = cols[:, :, i * s : (i + 1) * s]  # the last block may be shorter than s
+            y[:, :, i : i + t, : block.shape[2]] += block.transpose(-1, -2)
         y = y.view(bsz, cout, (t + m - 1) * s)[..., : (t - 1) * s + k]
         return y if b is None else y.add_(b[:, None])
     return F.conv_transpose1d(x, w, b, conv.stride, conv.padding, conv.output_padding, conv.groups, conv.dilation)
