@@ -53,6 +53,13 @@ ROWS: dict[str, dict[str, Any]] = {
     "fsq_new": dict(label="titok_t64_fsq, latent_norm=batch + qk_norm", preset="titok_t64_fsq", overrides=NEW_FSQ, optim=NEW_OPTIM),
     "vq_old": dict(label="titok_t64_vq, old settings", preset="titok_t64_vq", overrides=OLD_VQ, optim=OLD_OPTIM),
     "vq_new": dict(label="titok_t64_vq, latent_norm=batch + restart 0.1", preset="titok_t64_vq", overrides=NEW_VQ, optim=NEW_OPTIM),
+    # candidates (not in the default rows)
+    "vq_lc": dict(label="titok_t64_vq, new + 3x3 conv after the patch head", preset="titok_t64_vq",
+                  overrides=dict(NEW_VQ, decoder_head="linear_conv"), optim=NEW_OPTIM),
+    "vq_lr2e3": dict(label="titok_t64_vq, new, lr 2e-3", preset="titok_t64_vq", overrides=NEW_VQ,
+                     optim=dict(NEW_OPTIM, lr=2e-3)),
+    "fsq_lc": dict(label="titok_t64_fsq, new + 3x3 conv after the patch head", preset="titok_t64_fsq",
+                   overrides=dict(NEW_FSQ, decoder_head="linear_conv"), optim=NEW_OPTIM),
 }
 
 
@@ -153,7 +160,7 @@ def print_table(rows: list[dict[str, Any]], budget_min: float, val: int) -> None
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = learn_bench_args(__doc__.split("\n\n")[0], "bench_learn_1d", list(ROWS), list(ROWS), 10.0, 512, "crops (>= 256)")
+    p = learn_bench_args(__doc__.split("\n\n")[0], "bench_learn_1d", list(ROWS), ["fsq_old", "fsq_new", "vq_old", "vq_new"], 10.0, 512, "crops (>= 256)")
     args = p.parse_args(argv)
     results = run_learn_rows(__file__, args, ROWS, train_row)
     if results is None:  # a child process: its row is printed

@@ -35,6 +35,7 @@ PRESET = "causal3d_tiny"
 NEW_OPTIM = dict(data="photos", batch=4, lr=2e-3, warmup_steps=20, betas=(0.9, 0.99), weight_decay=0.0,
                  min_lr_ratio=0.1, l1=1.0, l2=1.0, ema=0.99)
 OLD_OPTIM = dict(NEW_OPTIM, data="synthetic")
+FSQ_64K = {"type": "fsq", "levels": [8, 8, 8, 5, 5, 5]}
 OLD_PRESET = dict(norm_min_group_channels=1, zero_init_residual=False)
 
 ROWS: dict[str, dict[str, Any]] = {
@@ -50,6 +51,10 @@ ROWS: dict[str, dict[str, Any]] = {
     "2p1d": dict(label=f"{PRESET} + photos recipe, 2+1D convs", overrides=dict(conv="2+1d"), optim=NEW_OPTIM),
     "2p1d_lr3e3": dict(label=f"{PRESET} + photos recipe, 2+1D convs, lr 3e-3", overrides=dict(conv="2+1d"),
                        optim=dict(NEW_OPTIM, lr=3e-3)),
+    "fsq64k": dict(label=f"{PRESET} + photos recipe, FSQ [8, 8, 8, 5, 5, 5]", overrides=dict(quantizer=FSQ_64K),
+                   optim=NEW_OPTIM),
+    "fsq64k_2p1d": dict(label=f"{PRESET} + photos recipe, FSQ [8, 8, 8, 5, 5, 5], 2+1D convs",
+                        overrides=dict(quantizer=FSQ_64K, conv="2+1d"), optim=NEW_OPTIM),
     "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
                     overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
