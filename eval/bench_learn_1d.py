@@ -60,6 +60,12 @@ ROWS: dict[str, dict[str, Any]] = {
                      optim=dict(NEW_OPTIM, lr=2e-3)),
     "fsq_lc": dict(label="titok_t64_fsq, new + 3x3 conv after the patch head", preset="titok_t64_fsq",
                    overrides=dict(NEW_FSQ, decoder_head="linear_conv"), optim=NEW_OPTIM),
+    "vq_l2": dict(label="titok_t64_vq, new, L2 loss only (no L1)", preset="titok_t64_vq", overrides=NEW_VQ,
+                  optim=dict(NEW_OPTIM, l1=0.0)),
+    "vq_bf16": dict(label="titok_t64_vq, new, bf16 autocast", preset="titok_t64_vq", overrides=NEW_VQ,
+                    optim=dict(NEW_OPTIM, bf16=True)),
+    "fsq_l2": dict(label="titok_t64_fsq, new, L2 loss only (no L1)", preset="titok_t64_fsq", overrides=NEW_FSQ,
+                   optim=dict(NEW_OPTIM, l1=0.0)),
 }
 
 

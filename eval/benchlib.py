@@ -178,7 +178,8 @@ def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float
     """Train ``tok`` on ``data`` (items in index order) with L1 + L2 + its own loss until ``budget_s``
     seconds of process CPU time are spent; the cosine schedule is spread over that budget.
 
-    ``o``: lr, betas, weight_decay, warmup_steps, min_lr_ratio, batch, l1, l2, ema (0 = off).
+    ``o``: lr, betas, weight_decay, warmup_steps, min_lr_ratio, batch, l1, l2, ema (0 = off),
+    optionally ``bf16`` (forward under CPU bf16 autocast, as ``precision: bf16`` trains).
     ``order``: item indices to read in turn (default 0, 1, 2, ...).
     Returns (the EMA model if any, else the model; steps; CPU seconds used).
     """
@@ -198,8 +199,10 @@ def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float
             group["lr"] = lr_at(s, o["lr"], total, w, "cosine", o["min_lr_ratio"])
         at = [step * o["batch"] + i for i in range(o["batch"])]
         x = torch.stack([data[int(order[j]) if order is not None else j]["x"] for j in at])
-        out = tok(x)
-        loss = o["l1"] * (out.recon - x).abs().mean() + o["l2"] * (out.recon - x).pow(2).mean() + out.loss
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(o.get("bf16"))):
+            out = tok(x)
+        recon = out.recon.float()
+        loss = o["l1"] * (recon - x).abs().mean() + o["l2"] * (recon - x).pow(2).mean() + out.loss.float()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(tok.parameters(), 1.0)

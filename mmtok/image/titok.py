@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from mmtok.image.common import ImageTokenizer, parse_image_size
 from mmtok.image.pixel_heads import CodebookPixelHead, pixel_decoder_spec
+from mmtok.layers.latent_norm import LATENT_NORMS, LatentNorm, build_latent_norm  # noqa: F401 (re-exported)
 from mmtok.layers.transformer import Transformer, prefix_causal_mask
 from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer, default_dim
 from mmtok.registry import register_family
@@ -69,42 +70,7 @@ class TiTokConfig:
     pixel_decoder: dict[str, Any] | None = None  # "codebook" head sizes (mmtok.image.pixel_heads.MASKGIT_VQGAN keys)
 
 
-LATENT_NORMS = ("none", "batch")
 DECODER_HEADS = ("linear", "linear_conv", "codebook")
-
-
-class LatentNorm(nn.Module):
-    """Per-channel standardisation of (B, N, D) latents: zero mean, unit variance over B*N.
-
-    Training forward passes (train mode, grad enabled) use the batch statistics and update
-    running ones (``momentum``); everything else (``encode``, eval, ``no_grad``) uses the
-    running statistics, so encoding stays side-effect free and deterministic. No affine
-    parameters: the encoder cannot scale a channel into FSQ's saturated tails (where tanh's
-    gradient vanishes and the channel dies), and a constant channel cannot survive.
-    """
-
-    def __init__(self, dim: int, momentum: float = 0.01, eps: float = 1e-5) -> None:
-        super().__init__()
-        self.momentum, self.eps = momentum, eps
-        self.register_buffer("running_mean", torch.zeros(dim))
-        self.register_buffer("running_var", torch.ones(dim))
-        self.register_buffer("initted", torch.zeros((), dtype=torch.bool))
-
-    def forward(self, z: Tensor) -> Tensor:
-        if self.training and torch.is_grad_enabled():
-            flat = z.float().reshape(-1, z.shape[-1])
-            mean, var = flat.mean(0), flat.var(0, unbiased=False)
-            with torch.no_grad():  # the first batch sets the statistics, later ones blend in
-                m = torch.where(self.initted, self.momentum, 1.0).to(mean.dtype)
-                self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach(), m)
-                self.initted.fill_(True)
-        else:
-            mean, var = self.running_mean, self.running_var
-        return ((z.float() - mean) * torch.rsqrt(var + self.eps)).to(z.dtype)
-
-    def extra_repr(self) -> str:
-        return f"{self.running_mean.numel()}, momentum={self.momentum}"
 
 
 def _token_dim(token_dim: int | None, quantizer: dict[str, Any]) -> int:
@@ -183,9 +149,7 @@ class LatentEncoder(nn.Module):
         self.latent_tokens = nn.Parameter(torch.randn(num_tokens, width) * 0.02)
         self.transformer = vit.transformer()
         self.proj_out = nn.Linear(width, token_dim)
-        if latent_norm not in LATENT_NORMS:
-            raise ValueError(f"latent_norm must be one of {LATENT_NORMS}, got {latent_norm!r}")
-        self.latent_norm = LatentNorm(token_dim) if latent_norm == "batch" else None
+        self.latent_norm = build_latent_norm(latent_norm, token_dim)
 
     def forward(self, x: Tensor, grid: tuple[int, int]) -> Tensor:
         """x: (B, C, H, W) -> (B, K, token_dim)."""

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from mmtok.config import build_config
 from mmtok.layers.conv3d import CONVS, NORMS, CausalDecoder3d, CausalEncoder3d
+from mmtok.layers.latent_norm import build_latent_norm, check_latent_norm
 from mmtok.quantize import ROBUST_VQ, Quantizer, build as build_quantizer
 from mmtok.registry import register_family, register_tokenizer
 from mmtok.video.common import VideoTokenizer, is_valid_length
@@ -52,7 +53,9 @@ class Causal3dConfig:
     the model is spatially local, so tiled encode / decode match whole frames away from tile
     edges). ``mid_attention``: per-frame spatial self-attention in the middle blocks.
     ``conv``: ``"3d"`` (3x3x3 residual convs) or ``"2+1d"`` (each one a 1x3x3 spatial conv then
-    a 3x1x1 causal temporal conv: ~0.5x the FLOPs, a different model).
+    a 3x1x1 causal temporal conv: ~0.5x the FLOPs, a different model). ``latent_norm``:
+    ``"none"`` or ``"batch"`` (per-channel standardisation of the latents before the quantizer,
+    ``mmtok.layers.latent_norm``; running statistics at encode time, so it stays causal).
     """
 
     image_size: int = 256
@@ -76,6 +79,9 @@ class Causal3dConfig:
     zero_init_residual: bool = True
     quantizer: dict[str, Any] = field(default_factory=lambda: dict(FSQ_64K))
     conv: str = "3d"
+    # "batch": standardise every latent channel before the quantizer (batch statistics in
+    # training, running ones in encode / eval), so FSQ's levels are used
+    latent_norm: str = "none"
 
 
 def _power_of_two(v: Any) -> bool:
@@ -102,6 +108,7 @@ def check_config(c: Causal3dConfig) -> None:
         raise ValueError(f"image_size ({c.image_size}) must be a positive multiple of spatial_factor {c.spatial_factor}")
     if c.conv not in CONVS:
         raise ValueError(f"conv must be one of {CONVS}, got {c.conv!r}")
+    check_latent_norm(c.latent_norm)
     if c.norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {c.norm!r}")
     if not isinstance(c.num_frames, int) or not is_valid_length(c.num_frames, c.temporal_factor):
@@ -133,6 +140,7 @@ class Causal3dTokenizer(VideoTokenizer):
             conv=c.conv,
         )
         self.encoder = CausalEncoder3d(in_channels=c.in_channels, **kw)
+        self.latent_norm = build_latent_norm(c.latent_norm, c.z_channels)
         self.quantizer: Quantizer = build_quantizer(dict(c.quantizer), dim=c.z_channels)
         self.decoder = CausalDecoder3d(out_channels=c.in_channels, **kw)
 

@@ -209,7 +209,13 @@ class VideoTokenizer(Tokenizer):
     def quantize_latent(self, z: Tensor) -> Tensor:
         """Latent map (B, D, t, h, w) -> codes (B, t, h, w) (eval-mode lookup)."""
         zc, spatial = to_channel_last(z.float())
-        return codes_to_grid(self.quantizer.encode(zc), spatial)
+        return codes_to_grid(self.quantizer.encode(self._norm_latent(zc)), spatial)
+
+    def _norm_latent(self, z: Tensor) -> Tensor:
+        """Channel-last latents (B, N, D) through the family's optional ``self.latent_norm``
+        module (a per-channel standardisation before the quantizer); unchanged without one."""
+        norm = getattr(self, "latent_norm", None)  # not a class attribute: it would shadow the submodule
+        return z if norm is None else norm(z)
 
     def dequantize(self, codes: Tensor) -> Tensor:
         """Checked codes (B, t, h, w) -> latent map (B, D, t, h, w) in the decoder's dtype."""
@@ -239,7 +245,7 @@ class VideoTokenizer(Tokenizer):
         aux loss and codebook metrics."""
         self.check_input(x)
         z, spatial = to_channel_last(self.encoder(x))
-        q = self.quantizer(z)
+        q = self.quantizer(self._norm_latent(z))
         recon = self.decoder(from_channel_last(q.quantized, spatial))
         return TokenizerOutput(recon=recon, codes=codes_to_grid(q.codes, spatial), loss=q.loss, metrics=dict(q.metrics))
 

@@ -54,6 +54,47 @@ def test_tiny_video_res_blocks_start_as_identity_and_stay_causal():
     assert torch.equal(tok.encode(a)[:, 0], tok.encode(b)[:, 0])
 
 
+def test_video_latent_norm_spreads_fsq_levels_and_encodes_with_running_statistics():
+    """``latent_norm="batch"``: at init the raw latents have a variance of ~0.01, so FSQ puts
+    every position of a clip batch in one or two levels per channel (3 codes in all);
+    standardised, several levels per channel and ~10x the codes are used. Training passes update
+    the running statistics; encode / eval / no_grad passes leave them, encode stays causal, and
+    eval-mode forward gives encode's codes."""
+    from mmtok.data import open_dataset
+    from mmtok.quantize import to_channel_last
+
+    ds = open_dataset("photos:8", "video", resolution=32, num_frames=9, seed=0)
+    x = torch.stack([ds[i]["x"] for i in range(len(ds))])
+    plain, tok = _tiny(conv="2+1d"), _tiny(conv="2+1d", latent_norm="batch")
+    assert plain.latent_norm is None and not any("latent_norm" in k for k in plain.state_dict())
+
+    def codes_and_levels(t):
+        with torch.no_grad():
+            z, _ = to_channel_last(t.encoder(x))
+            codes = t.quantizer.encode(t._norm_latent(z))
+        levels = t.quantizer.fsq.indices_to_level_indices(codes).flatten(0, 1)
+        return codes.unique().numel(), [int(levels[:, c].unique().numel()) for c in range(levels.shape[1])]
+
+    with torch.no_grad():
+        before = {k: v.clone() for k, v in tok.state_dict().items() if "latent_norm" in k}
+        tok.encode(x)
+        tok(x)
+        assert all(torch.equal(tok.state_dict()[k], v) for k, v in before.items())
+    tok.train()
+    tok(x)  # the first training pass sets the running statistics
+    assert bool(tok.latent_norm.initted)
+    n_plain, lv_plain = codes_and_levels(plain.eval())
+    n_norm, lv_norm = codes_and_levels(tok.eval())
+    assert n_norm >= 5 * n_plain, (n_norm, n_plain)
+    assert min(lv_norm) >= 3 and sum(lv_norm) >= sum(lv_plain) + 6, (lv_norm, lv_plain)
+    assert torch.equal(tok(x).codes, tok.encode(x))
+    b = x.clone()
+    b[:, :, 1:] = torch.rand_like(b[:, :, 1:]) * 2 - 1
+    assert torch.equal(tok.encode(x)[:, 0], tok.encode(b)[:, 0])
+    with pytest.raises(ValueError, match="latent_norm"):
+        _tiny(latent_norm="layer")
+
+
 @pytest.mark.slow
 def test_tiny_video_learns_photo_pans():
     """~3 CPU minutes (1 thread) on photo pans: far above the untrained model on held-out clips.
