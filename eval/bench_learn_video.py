@@ -65,6 +65,13 @@ ROWS: dict[str, dict[str, Any]] = {
                        overrides=dict(conv="2+1d", latent_norm="batch"), optim=dict(NEW_OPTIM, l1=0.0)),
     "2p1d_l2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, L2 loss only", overrides=dict(conv="2+1d"),
                     optim=dict(NEW_OPTIM, l1=0.0)),
+    # 2D pre-training then inflation: a third of the budget trains the 2D VQGAN of the same widths on
+    # photo crops (one frame per sample), inflate_from_image makes it the 3D model (latent frame j
+    # from frame 4j, decoded to 4 copies), the rest of the budget fine-tunes that on the pans
+    "inflate": dict(label=f"{PRESET} + photos recipe, 1/3 budget 2D pre-training, inflated", overrides={},
+                    optim=NEW_OPTIM, pretrain_2d=dict(frac=1 / 3, batch=32)),
+    "inflate_2p1d": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 1/3 budget 2D pre-training, inflated",
+                         overrides=dict(conv="2+1d"), optim=NEW_OPTIM, pretrain_2d=dict(frac=1 / 3, batch=32)),
     "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
                     overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
@@ -110,21 +117,48 @@ def evaluate(tok, x) -> dict[str, float]:
             "usage": used / tok.codebook_size}
 
 
-def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: int = 0):
-    """Train for ``budget_s`` process CPU seconds (cosine over the budget after a warmup in steps)."""
+def image_twin(video_tok):
+    """The 2D VQGAN with the video model's widths, quantizer and norms (what ``inflate_from_image`` inflates)."""
+    from mmtok.config import build_config
+    from mmtok.image.vqgan import VQGANConfig, VQGANTokenizer
+
+    c = video_tok.config
+    return VQGANTokenizer(build_config(VQGANConfig, {}, dict(
+        image_size=c.image_size, in_channels=c.in_channels, base_channels=c.base_channels,
+        channel_mult=tuple(c.channel_mult), num_res_blocks=c.num_res_blocks, z_channels=c.z_channels,
+        mid_attention=c.mid_attention, dropout=c.dropout, norm_min_group_channels=c.norm_min_group_channels,
+        zero_init_residual=c.zero_init_residual, quantizer=dict(c.quantizer))))
+
+
+def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: int = 0,
+          pretrain_2d: dict[str, Any] | None = None):
+    """Train for ``budget_s`` process CPU seconds (cosine over the budget after a warmup in steps).
+    ``pretrain_2d`` (``frac``, ``batch``): that fraction of the budget first trains the 2D twin on
+    photo crops; the video model is then inflated from it and trained for the rest."""
     import torch
 
     from mmtok.data import open_dataset
 
     torch.manual_seed(seed)
     tok = build(overrides)
+    spent = steps_2d = 0
+    if pretrain_2d:
+        from mmtok.video.inflate import inflate_from_image
+
+        img = image_twin(tok)
+        images = open_dataset(f"{o['data']}:1048576", "image", resolution=RES, seed=seed)
+        img, steps_2d, spent = train_for_cpu_budget(img, images, dict(o, batch=pretrain_2d["batch"]),
+                                                    budget_s * pretrain_2d["frac"])
+        keep = {k: v for k, v in overrides.items() if k not in ("quantizer",)}
+        tok = inflate_from_image(img, num_frames=FRAMES, **keep).train()
     data = open_dataset(f"{o['data']}:1048576", "video", resolution=RES, num_frames=FRAMES, seed=seed)
-    return train_for_cpu_budget(tok, data, o, budget_s)
+    model, steps, cpu = train_for_cpu_budget(tok, data, o, budget_s - spent)
+    return model, steps + steps_2d, cpu + spent
 
 
 def train_row(spec: dict[str, Any], budget_s: float, val: int, seed: int) -> dict[str, Any]:
     set_threads()
-    model, steps, cpu = train(spec["overrides"], spec["optim"], budget_s, seed)
+    model, steps, cpu = train(spec["overrides"], spec["optim"], budget_s, seed, spec.get("pretrain_2d"))
     return {**evaluate(model, held_out(val)), "label": spec["label"], "row": spec.get("row"), "steps": steps,
             "clips": steps * spec["optim"]["batch"], "cpu_min": cpu / 60, "overrides": spec["overrides"],
             "optim": spec["optim"]}
