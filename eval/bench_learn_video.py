@@ -72,6 +72,8 @@ ROWS: dict[str, dict[str, Any]] = {
                     optim=NEW_OPTIM, pretrain_2d=dict(frac=1 / 3, batch=32)),
     "inflate_2p1d": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 1/3 budget 2D pre-training, inflated",
                          overrides=dict(conv="2+1d"), optim=NEW_OPTIM, pretrain_2d=dict(frac=1 / 3, batch=32)),
+    "2p1d_bf16": dict(label=f"{PRESET} + photos recipe, 2+1D convs, bf16 autocast", overrides=dict(conv="2+1d"),
+                      optim=dict(NEW_OPTIM, bf16=True)),
     "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
                     overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
