@@ -158,3 +158,20 @@ def vqgan_t_f8_vq(**overrides: Any) -> VQGANTokenizer:
         ),
         overrides,
     )
+
+
+@register_tokenizer
+def vqgan_tiny_f4_fsq(**overrides: Any) -> VQGANTokenizer:
+    """Tiny 2D VQGAN f4, the image twin of ``causal3d_tiny`` (same widths and quantizer, so it
+    inflates into it, ``mmtok.video.inflate``): 32px -> 8x8 codes, FSQ [8, 5, 5, 5] (1,000 codes)."""
+    return _vqgan(
+        dict(
+            image_size=32,
+            base_channels=8,
+            channel_mult=(1, 2, 2),
+            num_res_blocks=1,
+            z_channels=8,
+            quantizer={"type": "fsq", "levels": [8, 5, 5, 5]},
+        ),
+        overrides,
+    )

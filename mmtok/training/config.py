@@ -25,6 +25,9 @@ class ModelConfig:
     # with init_from: load only the weights under these module prefixes (two-stage training, e.g.
     # [encoder, quantizer, nested] from a trained tokenizer into a flow-decoder variant); [] = all, strictly
     init_modules: list[str] = field(default_factory=list)
+    # a saved 2D VQGAN directory whose weights initialise this causal 3D video model by inflation
+    # (mmtok.video.inflate.inflate_into: each latent frame starts as the image model's key frame)
+    inflate_from: str | None = None
 
 
 @dataclass
@@ -172,6 +175,8 @@ class TrainConfig:
         need(bool(self.resume), "resume must be 'auto', 'never' or a checkpoint directory")
         need(bool(str(self.data.train).strip()), "data.train must name a dataset (e.g. synthetic:4096 or a folder)")
         need(self.data.num_workers >= 0, "data.num_workers must be >= 0")
+        need(not (self.model.init_from and self.model.inflate_from),
+             "model.init_from and model.inflate_from both set: fine-tune a saved video model or inflate a 2D one, not both")
         j = self.data.joint
         need(j.train is None or (0.0 < j.ratio < 1.0), f"data.joint.ratio must be in (0, 1), got {j.ratio}")
         need(j.batch_size is None or j.batch_size > 0, "data.joint.batch_size must be positive (or null)")

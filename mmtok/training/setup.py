@@ -49,6 +49,17 @@ def build_tokenizer(cfg: TrainConfig) -> Any:
     import mmtok
 
     tok = mmtok.create_tokenizer(cfg.model.name, **cfg.model.overrides)
+    if cfg.model.inflate_from:
+        from mmtok.video.causal3d import Causal3dTokenizer
+        from mmtok.video.inflate import inflate_into
+
+        if not isinstance(tok, Causal3dTokenizer):
+            raise ConfigError(f"model.inflate_from needs a causal 3D video model, {cfg.model.name} is {type(tok).__name__}")
+        try:
+            inflate_into(tok, cfg.model.inflate_from)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model.inflate_from {cfg.model.inflate_from}: {e}") from e
+        return tok
     if cfg.model.init_from:
         from safetensors.torch import load_model
 

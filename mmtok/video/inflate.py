@@ -101,19 +101,56 @@ def inflate_state_dict(model: Causal3dTokenizer, state_2d: dict[str, Tensor]) ->
     return missing
 
 
+def _image_model(image_tok: VQGANTokenizer | str | Path) -> VQGANTokenizer:
+    """``image_tok`` itself, or the tokenizer saved in that directory (a clear error if it is not a 2D VQGAN)."""
+    if isinstance(image_tok, (str, Path)):
+        from mmtok.checkpoint import load_tokenizer
+
+        if not (Path(image_tok) / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{image_tok}: no saved image tokenizer there (config.json + model.safetensors); train the 2D "
+                "model first, e.g. `mmtok train image/vqgan_tiny_f4_photos` writes runs/vqgan_tiny_f4_photos/final"
+            )
+        image_tok = load_tokenizer(image_tok, modality="image")
+    if not isinstance(image_tok, VQGANTokenizer):
+        raise TypeError(f"inflation needs a 2D VQGANTokenizer, got {type(image_tok).__name__}")
+    return image_tok
+
+
+def inflate_into(model: Causal3dTokenizer, image_tok: VQGANTokenizer | str | Path) -> list[str]:
+    """Initialise an existing ``model`` (e.g. a registered preset with overrides, as ``mmtok
+    train``'s ``model.inflate_from`` builds it) from a 2D VQGAN or its saved directory, in place.
+
+    The fields the weights depend on (widths, depth, ``z_channels``, quantizer, norms) must equal
+    the image model's (``ValueError`` naming those that differ); the video fields (``num_frames``,
+    ``temporal_factor``, ``conv``, ``causal``, ``latent_norm``) are the model's own. Returns the
+    3D-only keys (set to the identity on the current frame)."""
+    if not isinstance(model, Causal3dTokenizer):
+        raise TypeError(f"inflation fills a Causal3dTokenizer, got {type(model).__name__}")
+    image_tok = _image_model(image_tok)
+    want = config_from_image(image_tok)
+    fields = ("in_channels", "base_channels", "channel_mult", "num_res_blocks", "z_channels", "spatial_factor",
+              "mid_attention", "quantizer", "norm", "norm_min_group_channels")
+    differ = {k: (getattr(model.config, k), getattr(want, k)) for k in fields
+              if _norm_field(getattr(model.config, k)) != _norm_field(getattr(want, k))}
+    if differ:
+        raise ValueError("the 2D model does not inflate into this video model; fields (video, image) that must "
+                         f"match: {differ}")
+    return inflate_state_dict(model, image_tok.state_dict())
+
+
+def _norm_field(v: Any) -> Any:
+    return tuple(v) if isinstance(v, list) else v
+
+
 def inflate_from_image(image_tok: VQGANTokenizer | str | Path, **overrides: Any) -> Causal3dTokenizer:
     """A ``Causal3dTokenizer`` initialised from a 2D ``VQGANTokenizer`` (or its checkpoint
     directory); ``overrides``: video fields such as ``num_frames`` (default 17),
     ``temporal_factor`` (default 4), ``causal``. Returned in the image model's train / eval mode."""
-    if isinstance(image_tok, (str, Path)):
-        from mmtok.checkpoint import load_tokenizer
-
-        image_tok = load_tokenizer(image_tok, modality="image")
-    if not isinstance(image_tok, VQGANTokenizer):
-        raise TypeError(f"inflation needs a 2D VQGANTokenizer, got {type(image_tok).__name__}")
+    image_tok = _image_model(image_tok)
     model = Causal3dTokenizer(config_from_image(image_tok, **overrides))
     inflate_state_dict(model, image_tok.state_dict())
     return model.to(image_tok.device).train(image_tok.training)
 
 
-__all__ = ["inflate_from_image", "inflate_state_dict", "config_from_image"]
+__all__ = ["inflate_from_image", "inflate_into", "inflate_state_dict", "config_from_image"]

@@ -245,3 +245,39 @@ def test_inflation_from_2d_vqgan_reproduces_the_image_model():
         inflate_from_image(img_tok, base_channels=16)
     with pytest.raises(TypeError, match="VQGANTokenizer"):
         inflate_from_image(tiny())
+
+
+def test_training_config_inflates_the_video_model_from_a_saved_2d_twin(tmp_path):
+    """``model.inflate_from`` (the two-stage tiny recipe): the preset with its video overrides
+    (``conv="2+1d"``) is filled from the saved ``vqgan_tiny_f4_fsq``; frame 0 then codes as the
+    image model does. Widths that differ, a missing directory, a non-video model and
+    ``init_from`` together with it are refused with messages naming the cause."""
+    from mmtok.config import ConfigError
+    from mmtok.training.cli import resolve_recipe
+    from mmtok.training.config import load_train_config
+    from mmtok.training.setup import build_tokenizer
+    from mmtok.video.inflate import inflate_into
+
+    torch.manual_seed(0)
+    img_tok = mmtok.create_tokenizer("vqgan_tiny_f4_fsq")
+    with torch.no_grad():  # trained-like weights, so the check cannot pass on zero-init blocks alone
+        for p in img_tok.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    img_tok.save_pretrained(tmp_path / "img")
+
+    def cfg(**model):
+        return load_train_config(resolve_recipe("video/causal3d_tiny_photos"), [f"model.{k}={v}" for k, v in model.items()])
+
+    vid = build_tokenizer(cfg(inflate_from=tmp_path / "img")).eval()
+    assert vid.config.conv == "2+1d" and vid.config.num_frames == 17
+    x = clip(2, 1, 32, 32)[:, :, 0]
+    assert torch.equal(vid.encode_image(x), img_tok.eval().encode(x))
+    with pytest.raises(FileNotFoundError, match="vqgan_tiny_f4_photos"):
+        build_tokenizer(cfg(inflate_from=tmp_path / "none"))
+    with pytest.raises(ValueError, match="base_channels"):
+        inflate_into(mmtok.create_tokenizer("causal3d_tiny", base_channels=16), tmp_path / "img")
+    with pytest.raises(ConfigError, match="causal 3D video model"):
+        build_tokenizer(load_train_config(resolve_recipe("image/vqgan_tiny_f4_photos"),
+                                          [f"model.inflate_from={tmp_path / 'img'}"]))
+    with pytest.raises(ConfigError, match="both set"):
+        cfg(inflate_from=tmp_path / "img", init_from=tmp_path / "img").validate()
