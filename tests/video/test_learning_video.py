@@ -97,11 +97,10 @@ def test_video_latent_norm_spreads_fsq_levels_and_encodes_with_running_statistic
 
 @pytest.mark.slow
 def test_tiny_video_learns_photo_pans():
-    """~3 CPU minutes (1 thread) on photo pans: far above the untrained model on held-out clips.
-
-    Measured: 16.0 dB after 2 CPU min (untrained 10.5, old preset 14.3); the clip-mean baseline
-    (25.6 dB, given each clip's mean losslessly) is not reached yet at this budget, so it is
-    reported next to the result rather than asserted."""
+    """~6 CPU minutes (1 thread) of the two-stage recipe (the 2D twin on photo crops, then the
+    inflated (2+1)D model on pans): far above the untrained model on held-out clips and above
+    the clip-mean baseline (each pixel's mean over the clip, given losslessly). Measured: 25.31 dB
+    after 4 CPU minutes (clip mean 25.63, untrained 10.47), 28.07 dB after 15."""
     import importlib.util
     from pathlib import Path
 
@@ -112,17 +111,19 @@ def test_tiny_video_learns_photo_pans():
     spec.loader.exec_module(bench)
     from mmtok.metrics.baselines import clip_mean, psnr
 
+    row = bench.ROWS["new"]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         t0 = time.process_time()
-        model, steps, _ = bench.train({}, bench.NEW_OPTIM, budget_s=180.0)
+        model, steps, _ = bench.train(row["overrides"], row["optim"], 360.0, 0, row["pretrain_2d"])
         x = bench.held_out(64)
         res = bench.evaluate(model, x)
-        assert time.process_time() - t0 < 240
+        assert time.process_time() - t0 < 450
     finally:
         torch.set_num_threads(threads)
     base = psnr(clip_mean(x), x)
     torch.manual_seed(0)
     untrained = bench.evaluate(type(model)(model.config).eval(), x)
-    assert res["psnr"] > untrained["psnr"] + 4.0, (res, untrained, base, steps)
+    assert res["psnr"] > untrained["psnr"] + 10.0, (res, untrained, base, steps)
+    assert res["psnr"] > base, (res, base, steps)
