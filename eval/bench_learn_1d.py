@@ -66,6 +66,10 @@ ROWS: dict[str, dict[str, Any]] = {
                     optim=dict(NEW_OPTIM, bf16=True)),
     "vq_l2_b16": dict(label="titok_t64_vq, new, L2 loss only, batch 16", preset="titok_t64_vq", overrides=NEW_VQ,
                       optim=dict(NEW_OPTIM, l1=0.0, batch=16)),
+    "fsq_l2_b16": dict(label="titok_t64_fsq, new, L2 loss only, batch 16", preset="titok_t64_fsq", overrides=NEW_FSQ,
+                       optim=dict(NEW_OPTIM, l1=0.0, batch=16)),
+    "fsq_l2_b8": dict(label="titok_t64_fsq, new, L2 loss only, batch 8", preset="titok_t64_fsq", overrides=NEW_FSQ,
+                      optim=dict(NEW_OPTIM, l1=0.0, batch=8)),
     "fsq_l2": dict(label="titok_t64_fsq, new, L2 loss only (no L1)", preset="titok_t64_fsq", overrides=NEW_FSQ,
                    optim=dict(NEW_OPTIM, l1=0.0)),
 }

@@ -3,11 +3,12 @@
     python eval/bench_shards.py                      # CPU defaults (tiny tokenizer, 32x32)
     python eval/bench_shards.py --device cuda --model titok_s128_fsq --resolution 256 --batch-size 128
 
-(1) encode throughput: the full pipeline (worker decoding + encode + shard writing) vs the
-    model alone on pre-loaded batches of the same size, in paired rounds (median of the
-    per-round ratios); target pipeline >= 90% of model-only. ``--also-workers 0`` adds the
-    background decode thread, ``--per-item-decode`` the pipeline without batched decoding,
-    both measured in the same rounds.
+(1) encode throughput: the full pipeline (decoding + encode + shard writing, with the
+    library's default decode setting: on a CPU the background decode thread) vs the model
+    alone on pre-loaded batches of the same size, in paired rounds (median of the per-round
+    ratios); target pipeline >= 90% of model-only. ``--also-workers 1`` adds one decode worker
+    process, ``--per-item-decode`` the pipeline without batched decoding, all measured in the
+    same rounds.
 (2) TokenDataset read throughput in tokens/s for shuffled batches from local disk;
     target >= 50M tokens/s per process.
 (3) peak RSS while encoding 10x and 40x more items than one batch: it must stay flat.
@@ -199,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--encode-batches", type=int, default=64, help="batches in the throughput run")
     p.add_argument("--shard-size", type=int, default=512)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=None,
+                   help="decode workers of the pipeline row (default: the library's, default_workers: 0 = the "
+                   "background decode thread on a CPU, up to 8 processes with CUDA)")
     p.add_argument("--also-workers", type=int, nargs="*", default=[],
                    help="more decode settings measured in the same rounds (0: one background decode thread)")
     p.add_argument("--per-item-decode", action="store_true",
                    help="also measure the pipeline with the dataset's batched decoding switched off")
     p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default on CPU: cores - workers, so decoding has its own cores)")
+                   help="torch intra-op threads (default on CPU: cores - max(workers, 1), so decoding has its own core)")
     p.add_argument("--repeats", type=int, default=5, help="paired rounds of model-only / pipeline (median reported)")
     p.add_argument("--read-items", type=int, default=200_000)
     p.add_argument("--read-tokens", type=int, default=256)
@@ -218,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import mmtok
 
+    if args.workers is None:
+        from mmtok.shards.encode import default_workers
+
+        args.workers = default_workers(args.device)
     if args.threads is None and not args.device.startswith("cuda"):
-        args.threads = max(1, (os.cpu_count() or 1) - args.workers)
+        args.threads = max(1, (os.cpu_count() or 1) - max(args.workers, 1))
     if args.threads:
         torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="mmtok-bench-shards-"))

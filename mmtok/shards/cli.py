@@ -62,7 +62,7 @@ def _encode_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard-size", type=int, default=4096, help="source items per shard")
     p.add_argument("--workers", type=int, default=None,
                    help="data decoding processes; 0: one background decode thread (default: up to 8 with CUDA, "
-                   "1 on a CPU with two cores or more)")
+                   "0 on a CPU)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda:LOCAL_RANK if available)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
     p.add_argument("--compression", default="zstd", help="Parquet compression codec")
