@@ -10,8 +10,9 @@ training). The table gives the PSNR, its margin over each image's mean colour
 (:func:`mmtok.metrics.baselines.mean_colour`), the distinct codes used on the held-out set /
 codebook size, and the CPU minutes spent training. "old" rows are the settings before the
 fix (no latent standardisation, VQ restart threshold 2.0 and the old recipe's optimiser) at
-the same budget; "new" rows are the candidate fix passed as overrides (``latent_norm="batch"``
-etc.; the presets' defaults are unchanged so far).
+the same budget; "new" rows are the recipes (``configs/image/titok_t_{fsq,vq}_photos.yaml``:
+``latent_norm="batch"`` etc. as overrides, batch 16, L2 loss only); "prev" rows the recipes
+before (batch 32, L1 + L2).
 
     python eval/bench_learn_1d.py                    # 10 CPU min per row, 2 rows at a time
     python eval/bench_learn_1d.py --budget-min 3 --jobs 1
@@ -32,9 +33,11 @@ from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, wri
 
 RES, PATCH = 64, 8
 
-# The recipes' settings (mmtok/configs/image/titok_t_{fsq,vq}_photos.yaml) and the old ones.
+# The recipes' settings (mmtok/configs/image/titok_t_{fsq,vq}_photos.yaml), the ones before them
+# (PREV: batch 32, L1 + L2) and the old ones. The candidate rows below vary PREV.
 NEW_OPTIM = dict(batch=32, lr=1e-3, warmup_steps=100, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
                  l1=1.0, l2=1.0, ema=0.99)
+RECIPE_OPTIM = dict(NEW_OPTIM, batch=16, l1=0.0)
 OLD_OPTIM = dict(batch=8, lr=2e-4, warmup_steps=100, betas=(0.9, 0.99), weight_decay=1e-4, min_lr_ratio=0.1,
                  l1=1.0, l2=1.0, ema=0.99)  # titok_t32_fsq_synthetic.yaml, the only tiny recipe before
 # the preset fields that changed, at their old values
@@ -50,27 +53,29 @@ NEW_VQ = dict(latent_norm="batch", quantizer={**OLD_VQ["quantizer"], "threshold_
 
 ROWS: dict[str, dict[str, Any]] = {
     "fsq_old": dict(label="titok_t64_fsq, old settings", preset="titok_t64_fsq", overrides=OLD_FSQ, optim=OLD_OPTIM),
-    "fsq_new": dict(label="titok_t64_fsq, latent_norm=batch + qk_norm", preset="titok_t64_fsq", overrides=NEW_FSQ, optim=NEW_OPTIM),
+    "fsq_new": dict(label="titok_t64_fsq, latent_norm=batch + qk_norm, batch 16, L2", preset="titok_t64_fsq",
+                    overrides=NEW_FSQ, optim=RECIPE_OPTIM),
+    "fsq_prev": dict(label="titok_t64_fsq, latent_norm=batch + qk_norm, batch 32, L1 + L2", preset="titok_t64_fsq",
+                     overrides=NEW_FSQ, optim=NEW_OPTIM),
     "vq_old": dict(label="titok_t64_vq, old settings", preset="titok_t64_vq", overrides=OLD_VQ, optim=OLD_OPTIM),
-    "vq_new": dict(label="titok_t64_vq, latent_norm=batch + restart 0.1", preset="titok_t64_vq", overrides=NEW_VQ, optim=NEW_OPTIM),
+    "vq_new": dict(label="titok_t64_vq, latent_norm=batch + restart 0.1, batch 16, L2", preset="titok_t64_vq",
+                   overrides=NEW_VQ, optim=RECIPE_OPTIM),
+    "vq_prev": dict(label="titok_t64_vq, latent_norm=batch + restart 0.1, batch 32, L1 + L2", preset="titok_t64_vq",
+                    overrides=NEW_VQ, optim=NEW_OPTIM),
     # candidates (not in the default rows)
-    "vq_lc": dict(label="titok_t64_vq, new + 3x3 conv after the patch head", preset="titok_t64_vq",
+    "vq_lc": dict(label="titok_t64_vq, prev + 3x3 conv after the patch head", preset="titok_t64_vq",
                   overrides=dict(NEW_VQ, decoder_head="linear_conv"), optim=NEW_OPTIM),
-    "vq_lr2e3": dict(label="titok_t64_vq, new, lr 2e-3", preset="titok_t64_vq", overrides=NEW_VQ,
+    "vq_lr2e3": dict(label="titok_t64_vq, prev, lr 2e-3", preset="titok_t64_vq", overrides=NEW_VQ,
                      optim=dict(NEW_OPTIM, lr=2e-3)),
-    "fsq_lc": dict(label="titok_t64_fsq, new + 3x3 conv after the patch head", preset="titok_t64_fsq",
+    "fsq_lc": dict(label="titok_t64_fsq, prev + 3x3 conv after the patch head", preset="titok_t64_fsq",
                    overrides=dict(NEW_FSQ, decoder_head="linear_conv"), optim=NEW_OPTIM),
-    "vq_l2": dict(label="titok_t64_vq, new, L2 loss only (no L1)", preset="titok_t64_vq", overrides=NEW_VQ,
+    "vq_l2": dict(label="titok_t64_vq, prev, L2 loss only (no L1)", preset="titok_t64_vq", overrides=NEW_VQ,
                   optim=dict(NEW_OPTIM, l1=0.0)),
-    "vq_bf16": dict(label="titok_t64_vq, new, bf16 autocast", preset="titok_t64_vq", overrides=NEW_VQ,
+    "vq_bf16": dict(label="titok_t64_vq, prev, bf16 autocast", preset="titok_t64_vq", overrides=NEW_VQ,
                     optim=dict(NEW_OPTIM, bf16=True)),
-    "vq_l2_b16": dict(label="titok_t64_vq, new, L2 loss only, batch 16", preset="titok_t64_vq", overrides=NEW_VQ,
-                      optim=dict(NEW_OPTIM, l1=0.0, batch=16)),
-    "fsq_l2_b16": dict(label="titok_t64_fsq, new, L2 loss only, batch 16", preset="titok_t64_fsq", overrides=NEW_FSQ,
-                       optim=dict(NEW_OPTIM, l1=0.0, batch=16)),
-    "fsq_l2_b8": dict(label="titok_t64_fsq, new, L2 loss only, batch 8", preset="titok_t64_fsq", overrides=NEW_FSQ,
+    "fsq_l2_b8": dict(label="titok_t64_fsq, prev, L2 loss only, batch 8", preset="titok_t64_fsq", overrides=NEW_FSQ,
                       optim=dict(NEW_OPTIM, l1=0.0, batch=8)),
-    "fsq_l2": dict(label="titok_t64_fsq, new, L2 loss only (no L1)", preset="titok_t64_fsq", overrides=NEW_FSQ,
+    "fsq_l2": dict(label="titok_t64_fsq, prev, L2 loss only (no L1)", preset="titok_t64_fsq", overrides=NEW_FSQ,
                    optim=dict(NEW_OPTIM, l1=0.0)),
 }
 

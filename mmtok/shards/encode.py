@@ -138,9 +138,9 @@ def default_workers(device: str | torch.device | None = None) -> int:
 
     CUDA: up to 8 worker processes (the CPU cores only decode). CPU: 0, the background decode
     thread: the model holds the cores itself, and a worker process adds its start-up and the
-    hand-over of every batch between processes. Measured with ``eval/bench_shards.py`` on 2 cores
-    (``titok_t32_fsq``, batch 32, 5 paired rounds): 92.8% of model-only throughput with the
-    thread, 81.6% with one worker process.
+    hand-over of every batch between processes. Measured with ``eval/bench_shards.py`` on a quiet
+    2-core machine (``titok_t32_fsq``, batch 32, medians of 5 paired rounds, two runs): 92.8% and
+    95.9% of model-only throughput with the thread, 81.6% and 97.6% with one worker process.
     """
     if pick_device(device).type == "cuda":
         return max(1, min(8, (os.cpu_count() or 1) - 1))
