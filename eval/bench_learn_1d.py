@@ -29,7 +29,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, write_learn_json  # noqa: E402
+from benchlib import learn_bench_args, run_learn_rows, set_threads, train_for_cpu_budget, write_learn_json  # noqa: E402
 
 RES, PATCH = 64, 8
 
@@ -78,13 +78,6 @@ ROWS: dict[str, dict[str, Any]] = {
     "fsq_l2": dict(label="titok_t64_fsq, prev, L2 loss only (no L1)", preset="titok_t64_fsq", overrides=NEW_FSQ,
                    optim=dict(NEW_OPTIM, l1=0.0)),
 }
-
-
-def set_threads() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
 
 
 def held_out(n: int, seed: int = 0):

@@ -26,7 +26,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, write_learn_json  # noqa: E402
+from benchlib import learn_bench_args, run_learn_rows, set_threads, train_for_cpu_budget, write_learn_json  # noqa: E402
 
 RES = 64
 PRESET = "vqgan_t_f8_vq"
@@ -44,13 +44,6 @@ ROWS: dict[str, dict[str, Any]] = {
     "old": dict(label=f"{PRESET}, old settings", overrides=OLD_PRESET, optim=OLD_OPTIM),
     "new": dict(label=f"{PRESET} (fixed)", overrides={}, optim=NEW_OPTIM),
 }
-
-
-def set_threads() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
 
 
 def held_out(n: int, seed: int = 0):

@@ -30,7 +30,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # eval/benchlib.py
-from benchlib import learn_bench_args, run_learn_rows, train_for_cpu_budget, write_learn_json  # noqa: E402
+from benchlib import learn_bench_args, run_learn_rows, set_threads, train_for_cpu_budget, write_learn_json  # noqa: E402
 
 RES, FRAMES = 32, 17
 PRESET = "causal3d_tiny"
@@ -82,13 +82,6 @@ ROWS: dict[str, dict[str, Any]] = {
     "2p1d_r2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, 2 res blocks",
                     overrides=dict(conv="2+1d", num_res_blocks=2), optim=NEW_OPTIM),
 }
-
-
-def set_threads() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    torch.set_num_interop_threads(1)
 
 
 def held_out(n: int, seed: int = 0):

@@ -173,6 +173,17 @@ def write_learn_json(args: Any, name: str, rows: list[dict[str, Any]], **facts: 
     print(f"\nwrote {path}")
 
 
+def set_threads() -> None:
+    """One torch thread (intra- and inter-op) for a learning-bench row. The inter-op count can be
+    set only once per process, before any parallel work: a second row in the same process (the
+    slow tests run several) keeps the one already set."""
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:
+        pass
+
+
 def train_for_cpu_budget(tok: Any, data: Any, o: dict[str, Any], budget_s: float,
                          order: Any = None) -> tuple[Any, int, float]:
     """Train ``tok`` on ``data`` (items in index order) with L1 + L2 + its own loss until ``budget_s``
