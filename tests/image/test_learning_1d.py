@@ -124,10 +124,11 @@ def _train_briefly(preset: str) -> dict[str, float]:
     return bench.train_row(spec, BUDGET_S, val=256, seed=0)
 
 
-# What 150 CPU s achieve (docs/image.md): held-out PSNR close to, but not yet above, each image's
-# mean colour (the target, mean colour + 3 dB, is not reached), far above the untrained model,
-# with a healthy share of the codes in use. The assertions pin that, not the target.
-MIN_USAGE = {"fsq_new": 0.2, "vq_new": 0.1}  # VQ: 135 / 1024 at 150 CPU s (580 at 4 CPU min)
+# What 150 CPU s achieve (docs/image.md; the recipes at batch 16, L2 only): held-out PSNR just
+# above each image's mean colour (VQ 18.54, FSQ 18.50 dB against 18.28 on these 256 crops; the
+# target, mean colour + 3 dB, needs the full 10 CPU minutes), far above the untrained model,
+# with a healthy share of the codes in use. The assertions pin that with some margin.
+MIN_USAGE = {"fsq_new": 0.2, "vq_new": 0.5}  # 288 / 1000 and 873 / 1024 at 150 CPU s
 
 
 @pytest.mark.slow
@@ -149,6 +150,6 @@ def test_tiny_preset_learns_on_held_out_photos(row):
     r = _train_briefly(row)
     base = psnr(mean_colour(x), x)
     assert r["psnr"] > untrained + 3.0, (r, untrained)
-    assert r["psnr"] > base - 1.0, (r, base)  # near the mean colour; beating it by 3 dB is the open target
+    assert r["psnr"] > base - 0.5, (r, base)  # at about the mean colour after 150 CPU s
     assert r["usage"] >= MIN_USAGE[row], r
     assert time.process_time() - t0 < 180
