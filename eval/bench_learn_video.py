@@ -71,7 +71,7 @@ ROWS: dict[str, dict[str, Any]] = {
     "2p1d_l2": dict(label=f"{PRESET} + photos recipe, 2+1D convs, L2 loss only", overrides=dict(conv="2+1d"),
                     optim=dict(NEW_OPTIM, l1=0.0)),
     # 2D pre-training then inflation: a third of the budget trains the 2D VQGAN of the same widths on
-    # photo crops (one frame per sample), inflate_from_image makes it the 3D model (latent frame j
+    # photo crops (one frame per sample), inflate_into makes it the 3D model (latent frame j
     # from frame 4j, decoded to 4 copies), the rest of the budget fine-tunes that on the pans
     "inflate": dict(label=f"{PRESET} + photos recipe, 1/3 budget 2D pre-training, inflated", overrides={},
                     optim=NEW_OPTIM, pretrain_2d=dict(frac=1 / 3, batch=32)),
@@ -117,24 +117,12 @@ def evaluate(tok, x) -> dict[str, float]:
             "usage": used / tok.codebook_size}
 
 
-def image_twin(video_tok):
-    """The 2D VQGAN with the video model's widths, quantizer and norms (what ``inflate_from_image`` inflates)."""
-    from mmtok.config import build_config
-    from mmtok.image.vqgan import VQGANConfig, VQGANTokenizer
-
-    c = video_tok.config
-    return VQGANTokenizer(build_config(VQGANConfig, {}, dict(
-        image_size=c.image_size, in_channels=c.in_channels, base_channels=c.base_channels,
-        channel_mult=tuple(c.channel_mult), num_res_blocks=c.num_res_blocks, z_channels=c.z_channels,
-        mid_attention=c.mid_attention, dropout=c.dropout, norm_min_group_channels=c.norm_min_group_channels,
-        zero_init_residual=c.zero_init_residual, quantizer=dict(c.quantizer))))
-
-
 def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: int = 0,
           pretrain_2d: dict[str, Any] | None = None):
     """Train for ``budget_s`` process CPU seconds (cosine over the budget after a warmup in steps).
-    ``pretrain_2d`` (``frac``, ``batch``): that fraction of the budget first trains the 2D twin on
-    photo crops; the video model is then inflated from it and trained for the rest."""
+    ``pretrain_2d`` (``frac``, ``batch``): that fraction of the budget first trains the 2D twin
+    (``vqgan_tiny_f4_fsq``) on photo crops; the video model is then inflated from it
+    (``inflate_into``, as ``model.inflate_from`` does) and trained for the rest."""
     import torch
 
     from mmtok.data import open_dataset
@@ -143,14 +131,14 @@ def train(overrides: dict[str, Any], o: dict[str, Any], budget_s: float, seed: i
     tok = build(overrides)
     spent = steps_2d = 0
     if pretrain_2d:
-        from mmtok.video.inflate import inflate_from_image
+        import mmtok
+        from mmtok.video.inflate import inflate_into
 
-        img = image_twin(tok)
+        img = mmtok.create_tokenizer("vqgan_tiny_f4_fsq")
         images = open_dataset(f"{o['data']}:1048576", "image", resolution=RES, seed=seed)
         img, steps_2d, spent = train_for_cpu_budget(img, images, dict(o, batch=pretrain_2d["batch"]),
                                                     budget_s * pretrain_2d["frac"])
-        keep = {k: v for k, v in overrides.items() if k not in ("quantizer",)}
-        tok = inflate_from_image(img, num_frames=FRAMES, **keep).train()
+        inflate_into(tok, img)
     data = open_dataset(f"{o['data']}:1048576", "video", resolution=RES, num_frames=FRAMES, seed=seed)
     model, steps, cpu = train_for_cpu_budget(tok, data, o, budget_s - spent)
     return model, steps + steps_2d, cpu + spent

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from mmtok.image.common import ImageTokenizer, parse_image_size
 from mmtok.image.pixel_heads import CodebookPixelHead, pixel_decoder_spec
-from mmtok.layers.latent_norm import LATENT_NORMS, LatentNorm, build_latent_norm  # noqa: F401 (re-exported)
+from mmtok.layers.latent_norm import build_latent_norm
 from mmtok.layers.transformer import Transformer, prefix_causal_mask
 from mmtok.quantize import NestedDropout, Quantizer, build as build_quantizer, default_dim
 from mmtok.registry import register_family
@@ -58,7 +58,7 @@ class TiTokConfig:
     grad_checkpointing: bool = False
     # Standardise each latent channel (running batch statistics, no affine) before the
     # quantizer: "none" (the encoder's projection goes straight in) or "batch". Keeps FSQ
-    # channels off tanh's flat tails and gives VQ's k-means spread-out vectors (see LatentNorm).
+    # channels off tanh's flat tails and gives VQ's k-means spread-out vectors (see mmtok.layers.latent_norm).
     latent_norm: str = "none"
     # Reference layout (TiTok's official checkpoints; `mmtok convert` sets these, defaults = mmtok's own):
     class_token: bool = False  # a learned class token first in the encoder's and the decoder's sequence

@@ -35,6 +35,11 @@ from mmtok.layers.conv3d import (
 from mmtok.video.causal3d import Causal3dConfig, Causal3dTokenizer
 
 
+# the 3D config fields the 2D weights fix (the rest are the video model's own)
+WEIGHT_FIELDS = ("in_channels", "base_channels", "channel_mult", "num_res_blocks", "z_channels", "spatial_factor",
+                 "mid_attention", "quantizer", "norm", "norm_min_group_channels")
+
+
 def config_from_image(image_tok: VQGANTokenizer, **overrides: Any) -> Causal3dConfig:
     """The 3D config with the 2D model's widths, quantizer and image size; ``overrides`` set
     the video fields (``num_frames``, ``temporal_factor``, ``causal``, ...)."""
@@ -55,10 +60,7 @@ def config_from_image(image_tok: VQGANTokenizer, **overrides: Any) -> Causal3dCo
         dropout=c.dropout,
         quantizer=dict(c.quantizer),
     )
-    fixed = {"in_channels", "base_channels", "channel_mult", "num_res_blocks", "z_channels", "spatial_factor",
-             "mid_attention", "quantizer", "norm",
-             "norm_min_group_channels"}
-    clash = sorted(k for k in overrides if k in fixed and overrides[k] != defaults[k])
+    clash = sorted(k for k in overrides if k in WEIGHT_FIELDS and overrides[k] != defaults[k])
     if clash:
         raise ValueError(f"{clash} must match the image model to inflate its weights; leave them unset")
     return build_config(Causal3dConfig, defaults, overrides)
@@ -129,9 +131,7 @@ def inflate_into(model: Causal3dTokenizer, image_tok: VQGANTokenizer | str | Pat
         raise TypeError(f"inflation fills a Causal3dTokenizer, got {type(model).__name__}")
     image_tok = _image_model(image_tok)
     want = config_from_image(image_tok)
-    fields = ("in_channels", "base_channels", "channel_mult", "num_res_blocks", "z_channels", "spatial_factor",
-              "mid_attention", "quantizer", "norm", "norm_min_group_channels")
-    differ = {k: (getattr(model.config, k), getattr(want, k)) for k in fields
+    differ = {k: (getattr(model.config, k), getattr(want, k)) for k in WEIGHT_FIELDS
               if _norm_field(getattr(model.config, k)) != _norm_field(getattr(want, k))}
     if differ:
         raise ValueError("the 2D model does not inflate into this video model; fields (video, image) that must "
